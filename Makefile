@@ -1,0 +1,103 @@
+# gatehouse build. Plain make, pkg-config for every library.
+#
+#   make            release build: build/gatehouse
+#   make asan       AddressSanitizer + UBSan build: build/asan/gatehouse
+#   make unit       build and run the cmocka unit tests
+#   make unit-asan  the same under the sanitizers
+#   make fuzz       libFuzzer targets (clang): build/fuzz/*
+#   make format     clang-format every source file in place
+#   make check-format
+
+VERSION := 0.1.0
+PKGS := libevent libevent_pthreads libcurl jansson openssl
+CC ?= cc
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+               -Isrc -DGATEHOUSE_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS))
+LIBS := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lpthread -lm
+
+OPT_CFLAGS := -O2 -g
+ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+               -fno-sanitize-recover=undefined
+
+SRCS := $(shell find src -name '*.c' | sort)
+LIB_SRCS := $(filter-out src/main.c,$(SRCS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+
+.PHONY: all asan unit unit-asan fuzz clean format check-format
+
+all: build/gatehouse
+
+# ---- object rules, one tree per flavour --------------------------------------------------------
+
+build/rel/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(OPT_CFLAGS) -MMD -MP -c $< -o $@
+
+build/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(ASAN_CFLAGS) -MMD -MP -c $< -o $@
+
+REL_LIB_OBJS := $(LIB_SRCS:%.c=build/rel/%.o)
+ASAN_LIB_OBJS := $(LIB_SRCS:%.c=build/asan/%.o)
+
+# The modules go into an archive so that a unit test links only what it uses.
+build/rel/libgatehouse.a: $(REL_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/asan/libgatehouse.a: $(ASAN_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/gatehouse: build/rel/src/main.o build/rel/libgatehouse.a
+	$(CC) $(OPT_CFLAGS) -o $@ $^ $(LIBS)
+
+build/asan/gatehouse: build/asan/src/main.o build/asan/libgatehouse.a
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
+
+asan: build/asan/gatehouse
+
+# ---- unit tests: one binary per tests/unit/test_*.c, linked with every module but main ---------
+
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/rel/unit/%)
+UNIT_ASAN_BINS := $(UNIT_SRCS:tests/unit/%.c=build/asan/unit/%)
+
+build/rel/unit/%: build/rel/tests/unit/%.o build/rel/libgatehouse.a
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT_CFLAGS) -o $@ $^ $(LIBS) $(shell pkg-config --libs cmocka)
+
+build/asan/unit/%: build/asan/tests/unit/%.o build/asan/libgatehouse.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS) $(shell pkg-config --libs cmocka)
+
+unit: $(UNIT_BINS)
+	@scripts/run-unit.sh $(UNIT_BINS)
+
+unit-asan: $(UNIT_ASAN_BINS)
+	@scripts/run-unit.sh $(UNIT_ASAN_BINS)
+
+# ---- fuzz targets (clang + libFuzzer); each links the modules it needs -------------------------
+
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc \
+               $(shell pkg-config --cflags $(PKGS))
+
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ $(LIBS)
+
+fuzz: $(FUZZ_BINS)
+
+# ---- housekeeping ------------------------------------------------------------------------------
+
+format:
+	clang-format -i $(SRCS) $(wildcard src/*/*.h) $(UNIT_SRCS) $(FUZZ_SRCS)
+
+check-format:
+	@scripts/check-format.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)
