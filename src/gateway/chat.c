@@ -1,0 +1,728 @@
+/*
+ * chat.c - POST /v1/chat/completions: the request pipeline and its attempt loop.
+ *
+ * One chat_t lives for one client request, on the worker thread that received it. Its states:
+ *
+ *   parse -> resolve targets (primary model, then each fallback)
+ *     -> for each target: wait for a provider slot (limiter) -> attempt
+ *        attempt: pick a key -> adapter builds the upstream request -> upstream call
+ *          -> success: answer JSON, or relay the translated stream and end with [DONE]
+ *          -> failure: classify (router_classify): give up, retry after a backoff (429 with
+ *             another key; 401/403 never again with that key), or move to the next target
+ *   -> no target left: answer with the last failure, in the OpenAI error shape
+ *
+ * A failure can be retried only while nothing has been sent to the client. Once the first
+ * chunk of a stream has gone out, an upstream failure ends the stream with an SSE error event,
+ * never with [DONE], so a client can always tell a complete answer from a cut one.
+ *
+ * Ownership: the chat_t owns its parsed body, snapshot reference, upstream call, timer, limiter
+ * slot or waiter, and the adapter's request and stream objects. chat_finish releases all of
+ * them; it runs once, after the HTTP request has been finished.
+ */
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "dialects/openai.h"
+#include "gateway/handlers.h"
+#include "gateway/router.h"
+#include "http/upstream.h"
+#include "providers/provider.h"
+#include "util/alloc.h"
+#include "util/log.h"
+#include "util/sse.h"
+
+#define CHAT_MAX_TARGETS 16
+#define CHAT_MAX_BODY (64u * 1024 * 1024) /* upstream JSON bodies above this are refused */
+#define CHAT_MAX_ERROR_BODY (64u * 1024)  /* error bodies are kept up to this for the message */
+
+typedef struct chat {
+    http_request_t *http;
+    gateway_worker_t *worker;
+    gateway_snapshot_t *snap;
+    char rid[GATEWAY_REQUEST_ID_MAX];
+    double started_at;
+    dialect_chat_request_t req;
+
+    router_target_t targets[CHAT_MAX_TARGETS];
+    size_t n_targets;
+    size_t cur;                  /* index of the target being tried */
+    int attempt;                 /* attempts made on the current target */
+    int retries;                 /* retries over the whole request, for the headers and log */
+    uint64_t keys_dropped;       /* 401/403: bit i = key i is out for this target */
+    uint64_t keys_rotated;       /* 429: avoid key i on the next pick */
+    int key_index;
+
+    limiter_t *limiter;
+    bool holds_slot;
+    gateway_waiter_t *waiter;
+    struct event *timer;         /* backoff before a retry */
+
+    const provider_ops_t *ops;
+    provider_target_t ptarget;
+    provider_http_t up_req;
+    bool up_req_built;
+    upstream_call_t *call;
+    long status;                 /* upstream HTTP status of the current attempt */
+    long retry_after_s;          /* the upstream's Retry-After in seconds, or -1 */
+    buf_t body;                  /* upstream JSON or error body */
+    bool body_too_large;
+
+    bool streaming_upstream;     /* current attempt answered 2xx text/event-stream */
+    provider_stream_t *stream;
+    sse_parser_t sse;
+    bool stream_done;            /* the adapter saw its end marker */
+    bool stream_failed;
+    provider_error_t stream_err;
+    bool client_streaming;       /* headers and at least one chunk sent to the client */
+
+    int fail_status;             /* the last failure, answered when no target is left */
+    char fail_msg[512];
+    const char *fail_type;
+    const char *fail_code;
+
+    long tokens_in;
+    long tokens_out;
+    bool finished;
+} chat_t;
+
+static void begin_target(chat_t *c);
+static void start_attempt(chat_t *c);
+static void attempt_failed(chat_t *c, long status);
+
+/* ---- ending the request --------------------------------------------------------------------- */
+
+static void release_slot(chat_t *c)
+{
+    if (c->waiter != NULL) {
+        gateway_worker_cancel_wait(c->worker, c->waiter);
+        limiter_wait_end(c->limiter);
+        c->waiter = NULL;
+    }
+    if (c->holds_slot) {
+        limiter_release(c->limiter);
+        c->holds_slot = false;
+    }
+}
+
+static void attempt_reset(chat_t *c)
+{
+    if (c->call != NULL) {
+        upstream_cancel(c->call);
+        c->call = NULL;
+    }
+    if (c->stream != NULL) {
+        c->ops->stream_free(c->stream);
+        c->stream = NULL;
+        sse_parser_free(&c->sse);
+    }
+    if (c->up_req_built) {
+        provider_http_free(&c->up_req);
+        c->up_req_built = false;
+    }
+    buf_reset(&c->body);
+    c->status = 0;
+    c->body_too_large = false;
+    c->streaming_upstream = false;
+    c->stream_done = false;
+    c->stream_failed = false;
+}
+
+static void chat_free(chat_t *c)
+{
+    attempt_reset(c);
+    release_slot(c);
+    if (c->timer != NULL)
+        event_free(c->timer);
+    buf_free(&c->body);
+    dialect_chat_request_free(&c->req);
+    gateway_snapshot_release(c->snap);
+    free(c);
+}
+
+static const char *current_model_name(const chat_t *c, char *out, size_t cap)
+{
+    if (c->n_targets == 0)
+        return c->req.model;
+    const router_target_t *t = &c->targets[c->cur < c->n_targets ? c->cur : c->n_targets - 1];
+    snprintf(out, cap, "%s/%s", t->provider->name, t->model);
+    return out;
+}
+
+/* Finishes the HTTP exchange (if the caller has not) and frees everything. */
+static void chat_finish(chat_t *c, int status)
+{
+    char model[300];
+    c->finished = true;
+    gateway_access_log(c->http, c->rid, status, current_model_name(c, model, sizeof(model)),
+                       c->started_at, c->tokens_in, c->tokens_out);
+    chat_free(c);
+}
+
+static void add_route_headers(chat_t *c)
+{
+    const router_target_t *t = &c->targets[c->cur];
+    char index[16];
+    char retries[16];
+    snprintf(index, sizeof(index), "%zu", c->cur);
+    snprintf(retries, sizeof(retries), "%d", c->retries);
+
+    http_response_header(c->http, "x-request-id", c->rid);
+    http_response_header(c->http, "x-gatehouse-provider", t->provider->name);
+    http_response_header(c->http, "x-gatehouse-model", t->model);
+    if (c->key_index >= 0)
+        http_response_header(c->http, "x-gatehouse-key", t->provider->keys[c->key_index].name);
+    http_response_header(c->http, "x-gatehouse-fallback-index", index);
+    http_response_header(c->http, "x-gatehouse-retries", retries);
+}
+
+static void respond_error_body(chat_t *c, int status, const char *message, const char *type,
+                               const char *param, const char *code)
+{
+    buf_t body = BUF_INIT;
+    dialect_openai_error(&body, message, type ? type : dialect_openai_error_type(status), param,
+                         code);
+    http_response_header(c->http, "x-request-id", c->rid);
+    http_respond(c->http, status, "application/json", body.data, body.len);
+    buf_free(&body);
+}
+
+/* Answers with the last recorded failure: nothing more will be tried. */
+static void respond_failure(chat_t *c)
+{
+    if (c->n_targets > 1)
+        log_warn(c->rid, "all %zu models failed; answering %d: %s", c->n_targets,
+                 c->fail_status, c->fail_msg);
+    else
+        log_warn(c->rid, "request failed with %d: %s", c->fail_status, c->fail_msg);
+
+    respond_error_body(c, c->fail_status, c->fail_msg, c->fail_type, NULL, c->fail_code);
+    chat_finish(c, c->fail_status);
+}
+
+static void record_failure(chat_t *c, int status, const char *type, const char *code,
+                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void record_failure(chat_t *c, int status, const char *type, const char *code,
+                           const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->fail_msg, sizeof(c->fail_msg), fmt, ap);
+    va_end(ap);
+    c->fail_status = status;
+    c->fail_type = type;
+    c->fail_code = code;
+}
+
+/* ---- streaming to the client ---------------------------------------------------------------- */
+
+static void client_stream_begin(chat_t *c)
+{
+    add_route_headers(c);
+    http_stream_start(c->http, 200, "text/event-stream");
+    c->client_streaming = true;
+}
+
+static void write_sse_data(chat_t *c, const char *json, size_t len)
+{
+    buf_t out = BUF_INIT;
+    buf_reserve(&out, len + 8);
+    buf_append(&out, "data: ", 6);
+    buf_append(&out, json, len);
+    buf_append(&out, "\n\n", 2);
+    http_stream_write(c->http, out.data, out.len);
+    buf_free(&out);
+}
+
+static void note_usage(chat_t *c, const json_t *usage)
+{
+    json_t *in = json_object_get(usage, "prompt_tokens");
+    json_t *out = json_object_get(usage, "completion_tokens");
+    if (json_is_integer(in))
+        c->tokens_in = (long)json_integer_value(in);
+    if (json_is_integer(out))
+        c->tokens_out = (long)json_integer_value(out);
+}
+
+/* One canonical chunk from the adapter. The upstream is always asked for usage (the gateway
+ * needs it); the client gets it only when it asked with stream_options.include_usage. */
+static int on_chunk(void *arg, json_t *chunk)
+{
+    chat_t *c = arg;
+    json_t *usage = json_object_get(chunk, "usage");
+
+    if (json_is_object(usage)) {
+        note_usage(c, usage);
+        if (!c->req.include_usage) {
+            if (json_array_size(json_object_get(chunk, "choices")) == 0)
+                return 0;
+            json_object_del(chunk, "usage");
+        }
+    } else if (usage != NULL && !c->req.include_usage) {
+        json_object_del(chunk, "usage");
+    }
+
+    if (!c->client_streaming)
+        client_stream_begin(c);
+
+    char *text = json_dumps(chunk, JSON_COMPACT);
+    if (text == NULL)
+        return -1;
+    write_sse_data(c, text, strlen(text));
+    free(text);
+    return 0;
+}
+
+/* Ends a stream that broke after the client saw part of it: an error event, no [DONE]. */
+static void stream_fail_to_client(chat_t *c, const char *message)
+{
+    log_error(c->rid, "upstream stream from %s failed after the response started: %s;"
+              " ending the client stream with an error event", c->targets[c->cur].provider->name,
+              message);
+
+    buf_t body = BUF_INIT;
+    dialect_openai_error(&body, message, "upstream_error", NULL, "stream_interrupted");
+    write_sse_data(c, body.data, body.len);
+    buf_free(&body);
+    http_stream_end(c->http);
+    chat_finish(c, 502);
+}
+
+static void stream_succeeded(chat_t *c)
+{
+    if (!c->client_streaming)
+        client_stream_begin(c); /* an empty but complete stream is still a stream */
+    static const char done[] = "data: [DONE]\n\n";
+    http_stream_write(c->http, done, sizeof(done) - 1);
+    http_stream_end(c->http);
+    chat_finish(c, 200);
+}
+
+/* ---- upstream callbacks --------------------------------------------------------------------- */
+
+static int on_sse_event(void *arg, const char *event, size_t event_len, const char *data,
+                        size_t data_len)
+{
+    chat_t *c = arg;
+    int rc = c->ops->stream_event(c->stream, event, event_len, data, data_len, &c->stream_err);
+    if (rc == 1) {
+        c->stream_done = true;
+        return 0;
+    }
+    if (rc != 0) {
+        if (rc == -1)
+            c->stream_failed = true;
+        return rc;
+    }
+    return 0;
+}
+
+static bool is_event_stream(upstream_call_t *call)
+{
+    const char *ct = upstream_call_header(call, "content-type");
+    return ct != NULL && strncasecmp(ct, "text/event-stream", 17) == 0;
+}
+
+static int on_head(void *arg, upstream_call_t *call, long status)
+{
+    chat_t *c = arg;
+    c->status = status;
+
+    if (status >= 200 && status < 300 && c->req.stream && is_event_stream(call)) {
+        c->streaming_upstream = true;
+        c->stream = c->ops->stream_new(&c->ptarget, on_chunk, c);
+        sse_parser_init(&c->sse, on_sse_event, c);
+    }
+    return 0;
+}
+
+static int on_body(void *arg, upstream_call_t *call, const char *data, size_t len)
+{
+    chat_t *c = arg;
+
+    if (c->streaming_upstream) {
+        int rc = sse_parser_feed(&c->sse, data, len);
+        if (rc == SSE_TOO_LARGE) {
+            c->stream_failed = true;
+            provider_error_set(&c->stream_err, "upstream_error",
+                               "upstream sent an oversized stream event");
+        }
+        return rc;
+    }
+
+    size_t limit = c->status >= 400 ? CHAT_MAX_ERROR_BODY : CHAT_MAX_BODY;
+    if (c->body.len + len > limit) {
+        if (c->status >= 400) {
+            buf_append(&c->body, data, limit - c->body.len);
+            return 0; /* keep the start of the message, ignore the rest */
+        }
+        c->body_too_large = true;
+        return 1;
+    }
+    buf_append(&c->body, data, len);
+    return 0;
+}
+
+static void finish_stream(chat_t *c, const upstream_result_t *res)
+{
+    provider_error_t err = {{0}, "upstream_error"};
+
+    if (c->stream_failed) {
+        err = c->stream_err;
+    } else if (res->err != UPSTREAM_OK) {
+        provider_error_set(&err, "upstream_error", "upstream stream broke: %s (%s)",
+                           upstream_err_name(res->err), res->message);
+    } else if (c->ops->stream_finish(c->stream, &err) == 0) {
+        stream_succeeded(c);
+        return;
+    }
+
+    if (c->client_streaming) {
+        stream_fail_to_client(c, err.message);
+        return;
+    }
+    /* Nothing reached the client yet: this attempt failed like any other and may be retried. */
+    record_failure(c, 502, "upstream_error", "stream_interrupted", "%s", err.message);
+    attempt_failed(c, 502);
+}
+
+static void finish_json(chat_t *c)
+{
+    provider_error_t err = {{0}, "upstream_error"};
+    json_t *resp = c->ops->parse_response(&c->ptarget, c->body.data ? c->body.data : "",
+                                          c->body.len, &err);
+    if (resp == NULL) {
+        record_failure(c, 502, "upstream_error", "bad_upstream_response",
+                       "upstream %s answered with a body gatehouse cannot read: %s",
+                       c->targets[c->cur].provider->name, err.message);
+        respond_failure(c);
+        return;
+    }
+    note_usage(c, json_object_get(resp, "usage"));
+
+    char *text = json_dumps(resp, JSON_COMPACT);
+    json_decref(resp);
+    add_route_headers(c);
+    http_respond(c->http, 200, "application/json", text, strlen(text));
+    free(text);
+    chat_finish(c, 200);
+}
+
+static void on_done(void *arg, upstream_call_t *call, const upstream_result_t *res)
+{
+    chat_t *c = arg;
+    c->call = NULL;
+
+    if (c->streaming_upstream) {
+        finish_stream(c, res);
+        return;
+    }
+
+    c->retry_after_s = -1;
+    if (c->body_too_large) {
+        record_failure(c, 502, "upstream_error", "upstream_body_too_large",
+                       "upstream response exceeds %u bytes", CHAT_MAX_BODY);
+        attempt_reset(c);
+        release_slot(c);
+        respond_failure(c);
+        return;
+    }
+    if (res->err != UPSTREAM_OK) {
+        bool timeout = res->err == UPSTREAM_ERR_TIMEOUT;
+        record_failure(c, timeout ? 504 : 502, "upstream_error",
+                       timeout ? "upstream_timeout" : "upstream_unreachable",
+                       "upstream %s failed: %s (%s)", c->targets[c->cur].provider->name,
+                       upstream_err_name(res->err), res->message);
+        attempt_failed(c, 0);
+        return;
+    }
+
+    if (c->status >= 400) {
+        const char *ra = upstream_call_header(call, "retry-after");
+        c->retry_after_s = ra ? strtol(ra, NULL, 10) : -1;
+        provider_error_t err = {{0}, NULL};
+        c->ops->parse_error(c->status, c->body.data ? c->body.data : "", c->body.len, &err);
+        record_failure(c, (int)c->status, err.type, NULL, "%s", err.message);
+        attempt_failed(c, c->status);
+        return;
+    }
+
+    if (c->req.stream) {
+        /* A 2xx that is not an event stream, for a streaming request: most likely an error
+         * object some providers send with 200. */
+        record_failure(c, 502, "upstream_error", "bad_upstream_response",
+                       "upstream %s answered a streaming request without an event stream",
+                       c->targets[c->cur].provider->name);
+        attempt_failed(c, 502);
+        return;
+    }
+    finish_json(c);
+}
+
+static const upstream_callbacks_t upstream_cbs = {on_head, on_body, on_done};
+
+/* ---- the attempt loop ----------------------------------------------------------------------- */
+
+static void next_target(chat_t *c)
+{
+    attempt_reset(c);
+    release_slot(c);
+    c->cur++;
+    if (c->cur >= c->n_targets) {
+        respond_failure(c);
+        return;
+    }
+    log_warn(c->rid, "falling back to %s/%s (fallback %zu of %zu) after: %s",
+             c->targets[c->cur].provider->name, c->targets[c->cur].model, c->cur,
+             c->n_targets - 1, c->fail_msg);
+    begin_target(c);
+}
+
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    start_attempt(arg);
+}
+
+static void schedule_retry(chat_t *c)
+{
+    const config_provider_t *p = c->targets[c->cur].provider;
+    long delay = router_backoff_ms(c->attempt, p->backoff_initial_ms, p->backoff_max_ms,
+                                   c->retry_after_s, gateway_worker_random(c->worker));
+    log_warn(c->rid, "attempt %d on %s/%s failed (%d: %s); retrying in %ld ms", c->attempt,
+             p->name, c->targets[c->cur].model, c->fail_status, c->fail_msg, delay);
+
+    c->retries++;
+    if (c->timer == NULL)
+        c->timer = evtimer_new(gateway_worker_base(c->worker), on_retry_timer, c);
+    struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+static void attempt_failed(chat_t *c, long status)
+{
+    const config_provider_t *p = c->targets[c->cur].provider;
+    uint64_t bit = c->key_index >= 0 ? UINT64_C(1) << c->key_index : 0;
+    attempt_reset(c);
+
+    switch (router_classify(status)) {
+    case ROUTER_FINAL:
+        release_slot(c);
+        respond_failure(c);
+        return;
+
+    case ROUTER_DROP_KEY:
+        c->keys_dropped |= bit;
+        log_warn(c->rid, "key %s of %s was rejected (%ld); not using it again for this request",
+                 p->keys[c->key_index].name, p->name, status);
+        if (router_pick_key(p, c->targets[c->cur].model, c->keys_dropped, 0.5) >= 0) {
+            c->retries++;
+            start_attempt(c);
+        } else {
+            next_target(c);
+        }
+        return;
+
+    case ROUTER_ROTATE_KEY:
+        c->keys_rotated |= bit;
+        /* a 429 is retried like a 5xx, with another key when there is one */
+        /* fall through */
+    case ROUTER_RETRY:
+        if (c->attempt > p->max_retries) {
+            next_target(c);
+            return;
+        }
+        schedule_retry(c);
+        return;
+    }
+}
+
+static int pick_key(chat_t *c)
+{
+    const router_target_t *t = &c->targets[c->cur];
+    double r = gateway_worker_random(c->worker);
+    int idx = router_pick_key(t->provider, t->model, c->keys_dropped | c->keys_rotated, r);
+    if (idx < 0 && c->keys_rotated != 0) {
+        /* Every remaining key hit a rate limit; after the backoff, any of them may do. */
+        c->keys_rotated = 0;
+        idx = router_pick_key(t->provider, t->model, c->keys_dropped, r);
+    }
+    return idx;
+}
+
+static void start_attempt(chat_t *c)
+{
+    const router_target_t *t = &c->targets[c->cur];
+    c->attempt++;
+    c->key_index = pick_key(c);
+    if (c->key_index < 0) {
+        if (c->keys_dropped != 0)
+            record_failure(c, 401, "authentication_error", "invalid_api_key",
+                           "every key of provider '%s' was rejected by the provider",
+                           t->provider->name);
+        else
+            record_failure(c, 503, "api_error", "no_usable_key",
+                           "provider '%s' has no usable key for model '%s'", t->provider->name,
+                           t->model);
+        next_target(c);
+        return;
+    }
+
+    c->ops = provider_ops_for(t->provider);
+    c->ptarget = (provider_target_t){
+        .provider = t->provider,
+        .model = t->model,
+        .api_key = t->provider->keys[c->key_index].value,
+        .stream = c->req.stream,
+        .request_id = c->rid,
+    };
+
+    provider_error_t err = {{0}, NULL};
+    provider_http_init(&c->up_req);
+    c->up_req_built = true;
+    if (c->ops->build_request(&c->ptarget, c->req.body, &c->up_req, &err) != 0) {
+        record_failure(c, 400, err.type ? err.type : "invalid_request_error", NULL, "%s",
+                       err.message);
+        release_slot(c);
+        respond_failure(c);
+        return;
+    }
+
+    long timeout_ms = (long)t->provider->timeout_s * 1000;
+    upstream_request_t ureq = {
+        .method = "POST",
+        .url = c->up_req.url,
+        .headers = (const char *const *)c->up_req.headers,
+        .body = c->up_req.body.data,
+        .body_len = c->up_req.body.len,
+        /* A stream may last long; what must not happen is a long silence. */
+        .timeout_ms = c->req.stream ? 0 : timeout_ms,
+        .idle_timeout_ms = c->req.stream ? timeout_ms : 0,
+        .connect_timeout_ms = 10000,
+    };
+    log_debug(c->rid, "attempt %d: %s/%s with key %s", c->attempt, t->provider->name, t->model,
+              t->provider->keys[c->key_index].name);
+
+    c->call = upstream_start(gateway_worker_upstream(c->worker), &ureq, &upstream_cbs, c);
+    if (c->call == NULL) {
+        record_failure(c, 502, "api_error", "upstream_setup_failed",
+                       "could not start the upstream request to %s", t->provider->name);
+        attempt_failed(c, 0);
+    }
+}
+
+static void on_admitted(void *arg)
+{
+    chat_t *c = arg;
+    c->waiter = NULL;
+    limiter_wait_end(c->limiter);
+    c->holds_slot = true;
+    start_attempt(c);
+}
+
+/* Takes a slot of the target's provider, or queues for one. */
+static void begin_target(chat_t *c)
+{
+    const config_provider_t *p = c->targets[c->cur].provider;
+    c->attempt = 0;
+    c->keys_dropped = 0;
+    c->keys_rotated = 0;
+    c->key_index = -1;
+    c->limiter = gateway_snapshot_limiter(c->snap, p);
+
+    if (limiter_try_acquire(c->limiter)) {
+        c->holds_slot = true;
+        start_attempt(c);
+        return;
+    }
+    if (!limiter_wait_begin(c->limiter)) {
+        if (c->snap->cfg->drop_excess_requests) {
+            record_failure(c, 429, "rate_limit_error", "provider_queue_full",
+                           "provider '%s' is at its concurrency limit (%d) and its queue (%d) is"
+                           " full", p->name, p->concurrency, p->buffer_size);
+            next_target(c);
+            return;
+        }
+        limiter_wait_force(c->limiter);
+    }
+    log_debug(c->rid, "waiting for a slot of provider %s", p->name);
+    c->waiter = gateway_worker_wait(c->worker, c->limiter, on_admitted, c);
+}
+
+/* ---- entry ---------------------------------------------------------------------------------- */
+
+static void on_client_close(http_request_t *req, void *arg)
+{
+    chat_t *c = arg;
+    log_info(c->rid, "client disconnected; cancelling the upstream request");
+
+    attempt_reset(c);
+    if (c->timer != NULL)
+        evtimer_del(c->timer);
+    if (c->client_streaming)
+        http_stream_end(c->http);
+    else
+        http_respond(c->http, 499, "text/plain", "", 0);
+    chat_finish(c, 499);
+}
+
+/* Resolves the model and its fallbacks. Returns 0, or the status of the error it answered. */
+static int resolve_targets(chat_t *c)
+{
+    size_t n_fb = c->req.fallbacks ? json_array_size(c->req.fallbacks) : 0;
+    if (n_fb + 1 > CHAT_MAX_TARGETS) {
+        respond_error_body(c, 400, "too many fallbacks (at most 15)", NULL, "fallbacks",
+                           "invalid_value");
+        return 400;
+    }
+
+    for (size_t i = 0; i <= n_fb; i++) {
+        const char *name = i == 0 ? c->req.model
+                                  : json_string_value(json_array_get(c->req.fallbacks, i - 1));
+        char msg[512];
+        router_status_t st = router_resolve(c->snap->cfg, name, &c->targets[i], msg, sizeof(msg));
+        if (st == ROUTER_OK)
+            continue;
+
+        bool not_found = st == ROUTER_MODEL_NOT_ALLOWED;
+        log_info(c->rid, "rejected chat request: %s", msg);
+        respond_error_body(c, not_found ? 404 : 400, msg, NULL, i == 0 ? "model" : "fallbacks",
+                           not_found ? "model_not_found" : "invalid_model");
+        return not_found ? 404 : 400;
+    }
+    c->n_targets = n_fb + 1;
+    return 0;
+}
+
+void chat_handle(http_request_t *req, gateway_worker_t *w, const char *request_id)
+{
+    chat_t *c = xcalloc(1, sizeof(*c));
+    c->http = req;
+    c->worker = w;
+    c->started_at = gateway_now();
+    c->key_index = -1;
+    snprintf(c->rid, sizeof(c->rid), "%s", request_id);
+    c->snap = gateway_snapshot_acquire();
+
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    dialect_parse_error_t perr;
+    if (dialect_openai_parse_chat(body, len, &c->req, &perr) != 0) {
+        log_info(c->rid, "rejected chat request: %s", perr.message);
+        respond_error_body(c, perr.status, perr.message, "invalid_request_error", perr.param,
+                           perr.code);
+        chat_finish(c, perr.status);
+        return;
+    }
+    int status = resolve_targets(c);
+    if (status != 0) {
+        chat_finish(c, status);
+        return;
+    }
+
+    http_request_on_close(req, on_client_close, c);
+    begin_target(c);
+}
