@@ -28,8 +28,7 @@ typedef struct rec {
     size_t stop_at; /* return 7 from the callback on this event (1-based); 0 = never */
 } rec_t;
 
-static int rec_cb(void *arg, const char *event, size_t event_len, const char *data,
-                  size_t data_len)
+static int rec_cb(void *arg, const char *event, size_t event_len, const char *data, size_t data_len)
 {
     rec_t *r = arg;
     if (r->count > 0)
