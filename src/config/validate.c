@@ -719,10 +719,10 @@ static key_result_t load_key(loader_t *ld, config_provider_t *p, size_t index, j
     read_models(ld, kj, p->name, &models);
     value_result_t vr = read_value(ld, kj, optional, key_optional, &value);
 
-    if (ld->report->n_errors != errors_before || vr != VALUE_OK) {
+    bool clean = ld->report->n_errors == errors_before;
+    if (!clean || vr != VALUE_OK) {
         model_list_free(&models);
-        return vr == VALUE_UNSET_OPTIONAL && ld->report->n_errors == errors_before ? KEY_DROPPED
-                                                                                   : KEY_INVALID;
+        return clean && vr == VALUE_UNSET_OPTIONAL ? KEY_DROPPED : KEY_INVALID;
     }
 
     buf_t default_name = BUF_INIT;
@@ -839,7 +839,9 @@ static void load_provider(loader_t *ld, config_t *cfg, const char *name, json_t 
     config_provider_t *p =
         config_add_provider(cfg, name, id.family, id.base_url ? id.base_url : "");
     load_network(ld, p, pj);
-    if (p->base_url[0] == '\0')
+    /* Only when base_url was left out: a written but invalid one has its own error. */
+    json_t *nc = field(pj, "network_config");
+    if (p->base_url[0] == '\0' && field(json_is_object(nc) ? nc : NULL, "base_url") == NULL)
         error_at(ld, "network_config.base_url", "required for a custom provider");
     load_concurrency(ld, p, pj);
     if (!load_keys(ld, p, pj, &id))

@@ -460,6 +460,11 @@ static void test_small_errors(void **state)
          "\"openai\"}, \"keys\": [{\"value\": \"k\"}]}}}",
          "providers.x.network_config.base_url", "required for a custom provider"},
         {"{\"providers\": {\"x\": {\"custom_provider_config\": {\"base_provider_type\": "
+         "\"openai\"}, \"network_config\": {\"base_url\": \"ftp://h\"}, \"keys\": [{\"value\": "
+         "\"k\"}]}}}",
+         "providers.x.network_config.base_url",
+         "must start with http:// or https:// and name a host"},
+        {"{\"providers\": {\"x\": {\"custom_provider_config\": {\"base_provider_type\": "
          "\"openai\"}, \"network_config\": {\"base_url\": \"http://h\"}}}}",
          "providers.x.keys",
          "required: x needs at least one key, or custom_provider_config.is_key_less: true"},
