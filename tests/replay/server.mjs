@@ -149,6 +149,20 @@ function isSse(contentType) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// Sleeps, but wakes early when the response closes (so no timer outlives a gone client).
+function sleepUnlessClosed(ms, res) {
+    return new Promise((resolve) => {
+        if (res.destroyed) return resolve();
+        const done = () => {
+            clearTimeout(timer);
+            res.off('close', done);
+            resolve();
+        };
+        const timer = setTimeout(done, ms);
+        res.on('close', done);
+    });
+}
+
 // ---- mock mode -------------------------------------------------------------------------------
 
 function lastUserText(body) {
@@ -519,7 +533,7 @@ export async function startReplay(opts = {}) {
             }
             sent += 1;
             entry.eventsSent = sent;
-            if (delay > 0) await sleep(delay);
+            if (delay > 0) await sleepUnlessClosed(delay, res);
             else await new Promise((resolve) => setImmediate(resolve));
         }
         if (cutAfter !== undefined && sent >= cutAfter && !res.destroyed) {
@@ -571,7 +585,7 @@ export async function startReplay(opts = {}) {
         const fault = takeFault(url.pathname);
         if (fault) entry.fault = { ...fault };
         if (fault?.delayMs) {
-            await sleep(fault.delayMs);
+            await sleepUnlessClosed(fault.delayMs, res);
             if (res.destroyed) return;
         }
         if (fault?.reset) {
