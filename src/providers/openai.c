@@ -55,7 +55,12 @@
  * Integers beyond 64 bits: some servers put a 64-bit unsigned "seed" in their choices (e.g.
  * 14836394043272784000), which jansson refuses. Such a body is parsed again with integers as
  * reals, and reals holding whole numbers that fit in 64 bits are turned back into integers, so
- * token counts stay integers and only the oversized value loses precision.
+ * token counts stay integers and only the oversized value loses precision (a real written as
+ * 1.0 in such a body also becomes 1; harmless, and only on this rare path).
+ *
+ * Not done here: the "reasoning" field that Groq, OpenRouter and Ollama put in deltas and
+ * messages is passed on as is, not renamed to the canonical "reasoning_content"; an OpenAI
+ * client sees what the provider sent.
  */
 #include "providers/provider.h"
 
@@ -93,16 +98,14 @@ static void openai_restore_integers(json_t *v)
     size_t i;
 
     if (json_is_object(v)) {
-        json_object_foreach(v, key, item)
-        {
+        json_object_foreach (v, key, item) {
             if (openai_is_whole(item))
                 json_object_set_new(v, key, json_integer((json_int_t)json_real_value(item)));
             else
                 openai_restore_integers(item);
         }
     } else if (json_is_array(v)) {
-        json_array_foreach(v, i, item)
-        {
+        json_array_foreach (v, i, item) {
             if (openai_is_whole(item))
                 json_array_set_new(v, i, json_integer((json_int_t)json_real_value(item)));
             else
@@ -409,8 +412,7 @@ static json_t *openai_messages(json_t *messages, bool keep_reasoning)
     json_t *m;
     bool any = false;
 
-    json_array_foreach(messages, i, m)
-    {
+    json_array_foreach (messages, i, m) {
         if (json_is_object(m) && openai_message_needs_strip(m, keep_reasoning)) {
             any = true;
             break;
@@ -420,8 +422,7 @@ static json_t *openai_messages(json_t *messages, bool keep_reasoning)
         return json_incref(messages);
 
     json_t *out = json_array();
-    json_array_foreach(messages, i, m)
-    {
+    json_array_foreach (messages, i, m) {
         if (!json_is_object(m) || !openai_message_needs_strip(m, keep_reasoning)) {
             json_array_append(out, m);
             continue;
@@ -451,8 +452,7 @@ static json_t *openai_upstream_body(const provider_target_t *t, const json_t *ca
     const char *key;
     json_t *value;
 
-    json_object_foreach(src, key, value)
-    {
+    json_object_foreach (src, key, value) {
         if (strcmp(key, "model") == 0)
             json_object_set_new(body, key, json_string(t->model));
         else if (strcmp(key, "stream") == 0)
@@ -528,8 +528,7 @@ static bool openai_has_header(const json_t *extra, const char *name)
 {
     const char *key;
     json_t *value;
-    json_object_foreach((json_t *)extra, key, value)
-    {
+    json_object_foreach ((json_t *)extra, key, value) {
         if (strcasecmp(key, name) == 0)
             return true;
     }
@@ -552,8 +551,7 @@ static void openai_headers(const provider_target_t *t, provider_http_t *out)
 
     const char *key;
     json_t *value;
-    json_object_foreach((json_t *)extra, key, value)
-    {
+    json_object_foreach ((json_t *)extra, key, value) {
         if (json_is_string(value))
             provider_http_add_header(out, key, json_string_value(value));
     }
@@ -649,8 +647,7 @@ static int openai_track_choices(openai_stream_t *s, const json_t *choices, provi
     size_t i;
     json_t *c;
 
-    json_array_foreach(choices, i, c)
-    {
+    json_array_foreach (choices, i, c) {
         json_t *index = json_object_get(c, "index");
         json_int_t idx = index != NULL ? json_integer_value(index) : (json_int_t)i;
         if ((index != NULL && !json_is_integer(index)) || idx < 0 || idx >= OPENAI_MAX_CHOICES) {

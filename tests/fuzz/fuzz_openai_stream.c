@@ -45,8 +45,7 @@ static int fz_event(void *arg, const char *event, size_t event_len, const char *
                     size_t data_len)
 {
     fz_t *f = arg;
-    f->rc = provider_openai_ops.stream_event(f->stream, event, event_len, data, data_len,
-                                             &f->err);
+    f->rc = provider_openai_ops.stream_event(f->stream, event, event_len, data, data_len, &f->err);
     if (f->rc < -1 || f->rc > 1)
         abort();
     if (f->rc == -1)

@@ -102,8 +102,7 @@ static inline const char *cassette_header(const json_t *headers, const char *nam
 {
     const char *key;
     json_t *value;
-    json_object_foreach((json_t *)headers, key, value)
-    {
+    json_object_foreach ((json_t *)headers, key, value) {
         if (strcasecmp(key, name) == 0)
             return json_string_value(value);
     }
@@ -167,8 +166,7 @@ static inline void cassette_restore_integers(json_t *v)
     json_t *item;
 
     if (json_is_object(v)) {
-        json_object_foreach(v, key, item)
-        {
+        json_object_foreach (v, key, item) {
             double d = json_real_value(item);
             if (json_is_real(item) && d == (double)(json_int_t)d && d > -9.2e18 && d < 9.2e18)
                 json_object_set_new(v, key, json_integer((json_int_t)d));
@@ -176,8 +174,7 @@ static inline void cassette_restore_integers(json_t *v)
                 cassette_restore_integers(item);
         }
     } else if (json_is_array(v)) {
-        json_array_foreach(v, i, item)
-        {
+        json_array_foreach (v, i, item) {
             double d = json_real_value(item);
             if (json_is_real(item) && d == (double)(json_int_t)d && d > -9.2e18 && d < 9.2e18)
                 json_array_set_new(v, i, json_integer((json_int_t)d));
@@ -241,7 +238,8 @@ static inline size_t cassette_walk_group(const char *dir, const char *group,
         cassette_t c = {path, group, json_string_value(json_object_get(root, "name")), root};
         size_t k;
         json_t *ix;
-        json_array_foreach(json_object_get(root, "interactions"), k, ix) visit(&c, ix, arg);
+        json_array_foreach (json_object_get(root, "interactions"), k, ix)
+            visit(&c, ix, arg);
         json_decref(root);
         loaded++;
     }

@@ -179,8 +179,7 @@ static void acc_chunk(json_t *acc, const json_t *chunk, bool groq_usage)
 {
     size_t i;
     json_t *ch;
-    json_array_foreach(json_object_get(chunk, "choices"), i, ch)
-    {
+    json_array_foreach (json_object_get(chunk, "choices"), i, ch) {
         const json_t *index = json_object_get(ch, "index");
         json_t *c = acc_choice(acc, index ? json_integer_value(index) : (json_int_t)i);
         const json_t *delta = json_object_get(ch, "delta");
@@ -189,7 +188,8 @@ static void acc_chunk(json_t *acc, const json_t *chunk, bool groq_usage)
 
         size_t k;
         json_t *tc;
-        json_array_foreach(json_object_get(delta, "tool_calls"), k, tc) acc_tool_delta(c, tc, k);
+        json_array_foreach (json_object_get(delta, "tool_calls"), k, tc)
+            acc_tool_delta(c, tc, k);
 
         const json_t *finish = json_object_get(ch, "finish_reason");
         if (json_is_string(finish))
@@ -209,8 +209,7 @@ static json_t *acc_completion(const json_t *completion)
     json_t *acc = acc_new();
     size_t i;
     json_t *ch;
-    json_array_foreach(json_object_get(completion, "choices"), i, ch)
-    {
+    json_array_foreach (json_object_get(completion, "choices"), i, ch) {
         const json_t *index = json_object_get(ch, "index");
         json_t *c = acc_choice(acc, index ? json_integer_value(index) : (json_int_t)i);
         const json_t *msg = json_object_get(ch, "message");
@@ -219,8 +218,7 @@ static json_t *acc_completion(const json_t *completion)
 
         size_t k;
         json_t *tc;
-        json_array_foreach(json_object_get(msg, "tool_calls"), k, tc)
-        {
+        json_array_foreach (json_object_get(msg, "tool_calls"), k, tc) {
             json_t *slot = acc_tool_slot(c, k);
             const json_t *fn = json_object_get(tc, "function");
             const json_t *id = json_object_get(tc, "id");
