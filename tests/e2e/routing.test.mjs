@@ -23,6 +23,9 @@ before(async () => {
     urls.net = replay.mockUrl('openai', 'net');
     urls.lim = replay.mockUrl('openai', 'lim');
     urls.dead = `http://127.0.0.1:${deadPort}/nowhere`;
+    urls.allow = replay.mockUrl('openai', 'allow');
+    urls.weighted = replay.mockUrl('openai', 'weighted');
+    urls.queue = replay.mockUrl('openai', 'queue');
     gw = await startGateway({
         replay,
         client: { drop_excess_requests: true },
@@ -35,6 +38,9 @@ before(async () => {
             provider('net', { family: 'openai', baseUrl: urls.net, maxRetries: 1 }),
             provider('lim', { family: 'openai', baseUrl: urls.lim, concurrency: 1, bufferSize: 0 }),
             provider('dead', { family: 'openai', baseUrl: urls.dead, maxRetries: 1 }),
+            provider('allow', { family: 'openai', baseUrl: urls.allow, keys: [{ name: 'only-m1', models: ['m1'] }, { name: 'any-model' }] }),
+            provider('weighted', { family: 'openai', baseUrl: urls.weighted, keys: [{ name: 'heavy', weight: 9 }, { name: 'light', weight: 1 }] }),
+            provider('queue', { family: 'openai', baseUrl: urls.queue, concurrency: 1, bufferSize: 1 }),
         ],
     });
 });
@@ -263,6 +269,49 @@ test('concurrency 1, buffer 0, drop_excess_requests: a second concurrent request
     // The slot is free again.
     const c = await chat(ask('after', { model: 'lim/gpt-lim' }));
     assert.equal(c.status, 200, c.text);
+});
+
+test('concurrency 1, buffer 1: one request waits for the slot, the next one gets 429', async () => {
+    const n = count(urls.queue);
+    replay.script({ prefix: replay.pathOf(urls.queue), delayMs: 1500, times: 1 });
+    const a = chat(ask('first', { model: 'queue/gpt-q' }));
+    assert.ok(await replay.waitFor(() => count(urls.queue) > n, 5000), 'the first request reached the upstream');
+    const bBody = ask('second waits', { model: 'queue/gpt-q' });
+    const b = chat(bBody);
+    await new Promise((resolve) => setTimeout(resolve, 300)); // let the second one take the queue place
+    const c = await chat(ask('third is refused', { model: 'queue/gpt-q' }));
+    assert.equal(c.status, 429, c.text);
+    assert.equal(count(urls.queue) - n, 1, 'only the first request is upstream while it is in flight');
+    const [ra, rb] = await Promise.all([a, b]);
+    assert.equal(ra.status, 200, ra.text);
+    assert.equal(rb.status, 200, rb.text);
+    assert.equal(rb.json.choices[0].message.content, mockReplyText(bBody));
+    assert.equal(count(urls.queue) - n, 2);
+});
+
+test('a key whose allow-list excludes the model is never used for it', async () => {
+    const n = count(urls.allow);
+    const names = [];
+    for (let i = 0; i < 12; i++) {
+        const res = await chat(ask(`other model ${i}`, { model: 'allow/m2' }));
+        assert.equal(res.status, 200, res.text);
+        names.push(res.headers.get('x-gatehouse-key'));
+    }
+    assert.deepEqual([...new Set(names)], ['any-model'], `keys used for m2: ${names}`);
+    const auths = new Set(since(urls.allow, n).map((r) => r.headers.authorization));
+    assert.deepEqual([...auths], [`Bearer ${keyValue('allow', 'any-model')}`]);
+});
+
+test('weighted keys: the heavy key (weight 9 of 10) takes most requests', async () => {
+    const used = { heavy: 0, light: 0 };
+    for (let i = 0; i < 60; i++) {
+        const res = await chat(ask(`w ${i}`, { model: 'weighted/gpt-w' }));
+        assert.equal(res.status, 200, res.text);
+        used[res.headers.get('x-gatehouse-key')] += 1;
+    }
+    assert.equal(used.heavy + used.light, 60, `key names seen: ${JSON.stringify(used)}`);
+    // Expected about 54 of 60; below 35 would take odds of about one in a billion.
+    assert.ok(used.heavy >= 35, `heavy key used ${used.heavy} of 60 times`);
 });
 
 test('gatehouse shuts down cleanly on SIGTERM', async () => {
