@@ -172,9 +172,10 @@ static size_t openai_utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
-/* Appends text to a message buffer of cap bytes, never cutting a UTF-8 character. With
- * one_line, runs of whitespace become one space and other control bytes and invalid UTF-8
- * become '?' (for raw bodies); otherwise the text is taken as valid UTF-8 (from jansson). */
+/* Appends text to a message buffer of cap bytes, never cutting a UTF-8 character. NUL bytes
+ * (jansson allows "\u0000" with JSON_ALLOW_NUL) become '?' so they cannot end the message
+ * early. With one_line, runs of whitespace become one space and other control bytes and
+ * invalid UTF-8 become '?' (for raw bodies); otherwise the text is taken as valid UTF-8. */
 static void openai_msg_append(char *out, size_t cap, size_t *pos, const char *text, size_t len,
                               bool one_line)
 {
@@ -189,7 +190,7 @@ static void openai_msg_append(char *out, size_t cap, size_t *pos, const char *te
             i++;
             continue;
         }
-        if (n == 0 || (one_line && s[i] < 0x20)) {
+        if (n == 0 || s[i] == '\0' || (one_line && s[i] < 0x20)) {
             out[(*pos)++] = '?';
             i += n ? n : 1;
             continue;
@@ -201,6 +202,21 @@ static void openai_msg_append(char *out, size_t cap, size_t *pos, const char *te
         i += n;
     }
     out[*pos] = '\0';
+}
+
+/* A parse failure. jansson's text quotes the offending input ("invalid token near '...'"),
+ * which may be invalid UTF-8 or cut mid-character, so it goes through the raw-text filter. */
+static void openai_json_error(provider_error_t *err, const char *what, const json_error_t *jerr)
+{
+    char where[64];
+    size_t pos = 0;
+
+    snprintf(where, sizeof(where), " (line %d, column %d)", jerr->line, jerr->column);
+    err->type = openai_type_upstream;
+    openai_msg_append(err->message, sizeof(err->message), &pos, what, strlen(what), false);
+    openai_msg_append(err->message, sizeof(err->message), &pos, jerr->text, strlen(jerr->text),
+                      true);
+    openai_msg_append(err->message, sizeof(err->message), &pos, where, strlen(where), false);
 }
 
 /* Upstream error types we pass on; anything else is replaced by the type of the status. */
@@ -589,9 +605,7 @@ static json_t *openai_parse_response(const provider_target_t *t, const char *bod
     json_error_t jerr;
     json_t *root = openai_load(body, len, &jerr);
     if (root == NULL) {
-        provider_error_set(err, openai_type_upstream,
-                           "upstream response is not valid JSON: %s (line %d, column %d)",
-                           jerr.text, jerr.line, jerr.column);
+        openai_json_error(err, "upstream response is not valid JSON: ", &jerr);
         return NULL;
     }
 
@@ -739,8 +753,7 @@ static int openai_stream_event(provider_stream_t *ps, const char *event, size_t 
         if (is_error_event)
             openai_parse_error(500, data, data_len, err); /* a text payload is the message */
         else
-            provider_error_set(err, openai_type_upstream, "malformed JSON in upstream stream: %s",
-                               jerr.text);
+            openai_json_error(err, "malformed JSON in upstream stream: ", &jerr);
         return -1;
     }
 

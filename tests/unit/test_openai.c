@@ -382,6 +382,14 @@ static void test_parse_response_rejects(void **state)
     assert_string_equal(err.type, "upstream_error");
     assert_non_null(strstr(err.message, "not valid JSON"));
 
+    /* jansson quotes the bad input in its error text; the message must stay valid UTF-8 (a
+     * case found by fuzz_openai_stream). */
+    const char bad_utf8[] = "\"~\\\xDD\x81\xDC";
+    assert_null(provider_openai_ops.parse_response(&t, bad_utf8, sizeof(bad_utf8) - 1, &err));
+    json_t *valid = json_string(err.message);
+    assert_non_null(valid);
+    json_decref(valid);
+
     const char *shape = "{\"contentType\": \"application/json\"}";
     assert_null(provider_openai_ops.parse_response(&t, shape, strlen(shape), &err));
     assert_string_equal(err.type, "upstream_error");
@@ -441,6 +449,8 @@ static void test_parse_error_shapes(void **state)
                 "not_found_error");
     const char *detail = "{\"detail\":\"Not authenticated\"}";
     check_error(401, detail, strlen(detail), "Not authenticated", "authentication_error");
+    const char *nul = "\"\\u0000limited\"";
+    check_error(429, nul, strlen(nul), "?limited", "rate_limit_error");
     const char *str = "\"rate limited\"";
     check_error(429, str, strlen(str), "rate limited", "rate_limit_error");
     const char *spaces = "  \n\t upstream overloaded \r\n";
