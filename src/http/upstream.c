@@ -910,7 +910,8 @@ static CURLcode setup_method(CURL *easy, const upstream_request_t *req, bool has
         SETOPT(easy, CURLOPT_NOBODY, 1L);
     } else if (strcmp(method, "POST") == 0) {
         SETOPT(easy, CURLOPT_POST, 1L);
-    } else if (strcmp(method, "GET") != 0) {
+    } else if (strcmp(method, "GET") != 0 || has_body) {
+        /* Also "GET" with a body: POSTFIELDS alone would turn it into a POST. */
         SETOPT(easy, CURLOPT_CUSTOMREQUEST, method);
     }
 

@@ -742,6 +742,40 @@ static void test_body_without_content_type_gets_none(void **state)
     buf_free(&r.body);
 }
 
+/* Each method goes out as asked, with or without a body. */
+static void test_methods(void **state)
+{
+    static const struct {
+        const char *method;
+        const char *body; /* NULL = none */
+        const char *want; /* the echo */
+    } cases[] = {
+        {"GET", NULL, "GET|-|-|-|"},       {"GET", "q=1", "GET|-|-|-|q=1"},
+        {"DELETE", NULL, "DELETE|-|-|-|"}, {"POST", NULL, "POST|-|-|-|"},
+        {NULL, NULL, "GET|-|-|-|"},
+    };
+    fixture_t *fx = *state;
+    char url[128];
+    url_for(url, sizeof(url), srv.port, "/echo");
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        rec_t r;
+        upstream_request_t req = {.method = cases[i].method,
+                                  .url = url,
+                                  .body = cases[i].body,
+                                  .body_len = cases[i].body ? strlen(cases[i].body) : 0,
+                                  .timeout_ms = SAFETY_MS};
+        rec_init(&r, fx);
+        fx->left++;
+        assert_non_null(start_call(&r, &req));
+        run(fx);
+
+        assert_int_equal(r.res.err, UPSTREAM_OK);
+        assert_string_equal(buf_cstr(&r.body), cases[i].want);
+        buf_free(&r.body);
+    }
+}
+
 static void test_head_request_has_no_body(void **state)
 {
     fixture_t *fx = *state;
@@ -1264,6 +1298,7 @@ int main(void)
         T(test_post_sends_body_and_headers),
         T(test_big_post_does_not_wait_for_100_continue),
         T(test_body_without_content_type_gets_none),
+        T(test_methods),
         T(test_head_request_has_no_body),
         T(test_interim_response_is_skipped),
         T(test_gzip_body_is_decoded),
