@@ -81,6 +81,7 @@ unit-asan: $(UNIT_ASAN_BINS)
 
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc \
+               -DGATEHOUSE_VERSION='"$(VERSION)"' \
                $(shell pkg-config --cflags $(PKGS))
 
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)

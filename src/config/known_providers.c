@@ -27,7 +27,6 @@ static const config_known_provider_t known[] = {
     {"ollama", CONFIG_FAMILY_OPENAI, "http://localhost:11434", "OLLAMA_API_KEY", true},
     {"vllm", CONFIG_FAMILY_OPENAI, "http://localhost:8000", "VLLM_API_KEY", true},
     {"huggingface", CONFIG_FAMILY_OPENAI, "https://router.huggingface.co", "HF_TOKEN", false},
-    {"perplexity", CONFIG_FAMILY_OPENAI, "https://api.perplexity.ai", "PERPLEXITY_API_KEY", false},
     {NULL, CONFIG_FAMILY_OPENAI, NULL, NULL, false},
 };
 
