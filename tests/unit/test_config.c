@@ -711,7 +711,7 @@ static void test_known_providers(void **state)
     size_t n = 0;
     for (const config_known_provider_t *t = config_known_providers(); t->name != NULL; t++)
         n++;
-    assert_int_equal(n, 14);
+    assert_int_equal(n, 13);
 }
 
 #define RC_THREADS 8
