@@ -107,6 +107,7 @@ static void handle_headers(http_request_t *req)
     const char *a = http_request_header(req, "X-A");
     const char *missing = http_request_header(req, "X-Missing");
     buf_appendf(&out, "lookup=[%s] missing=%s\n", a ? a : "", missing ? "present" : "absent");
+    buf_appendf(&out, "peer=%s closed=%d\n", http_request_peer(req), http_request_is_closed(req));
     respond_text(req, 200, &out);
     buf_free(&out);
 }
@@ -152,6 +153,10 @@ static void test_handler(http_request_t *req, void *arg)
     fixture_t *fx = arg;
     const char *path = http_request_path(req);
     fx->handled++;
+    if (http_request_server(req) != fx->srv) {
+        http_respond(req, 500, "text/plain", "wrong server", 12);
+        return;
+    }
 
     if (strcmp(path, "/echo") == 0) {
         handle_echo(req);
@@ -764,7 +769,8 @@ static void test_headers_and_target(void **state)
     assert_int_equal(r.status, 200);
     assert_string_equal(buf_cstr(&r.body), "Host=[t]\nX-A=[1]\nx-spaced=[padded value]\n"
                                            "X-Empty=[]\nX-Last=[part]\n"
-                                           "lookup=[1] missing=absent\n");
+                                           "lookup=[1] missing=absent\n"
+                                           "peer=127.0.0.1 closed=0\n");
     resp_free(&r);
 
     /* Absolute form: only the path and query count; a fragment is dropped. */
@@ -1173,6 +1179,7 @@ static void test_drain(void **state)
 {
     fixture_t *fx = *state;
     http_server_opts_t o = default_opts();
+    o.idle_timeout_ms = 60000; /* past the client's read timeout: only the drain can close */
     fx_start(fx, &o);
 
     client_t idle, busy;
