@@ -91,7 +91,7 @@ run_e2e() { # label binary
     (
         cd tests &&
             GATEHOUSE_BIN="$root/$bin" timeout "${E2E_TIMEOUT:-900}" \
-                node --test --test-concurrency=1 \
+                node --test --test-concurrency=1 --test-timeout=120000 \
                 --test-reporter=spec --test-reporter-destination=stdout \
                 --test-reporter=tap --test-reporter-destination="$tap" \
                 e2e/
