@@ -293,6 +293,12 @@ static void conn_parse(http_conn_t *c)
         size_t n =
             http_parser_execute(&c->parser, &http_req_parser_settings, v.iov_base, v.iov_len);
         evbuffer_drain(in, n);
+        if (n == 0 && HTTP_PARSER_ERRNO(&c->parser) == HPE_OK) {
+            /* Cannot happen with http-parser 2.x; looping on the same bytes would hang. */
+            log_crit(NULL, "http: parser consumed nothing from %s; closing", c->peer);
+            conn_reject(c, 400, "request could not be parsed");
+            break;
+        }
         if (!conn_after_execute(c))
             break;
     }
@@ -526,6 +532,11 @@ static void srv_accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 http_server_t *http_server_new(struct event_base *base, int listen_fd,
                                const http_server_opts_t *opts, http_handler_fn handler, void *arg)
 {
+    if (listen_fd < 0) {
+        log_crit(NULL, "http: no listening socket given; no server");
+        return NULL;
+    }
+
     http_server_t *srv = xcalloc(1, sizeof(*srv));
     srv->base = base;
     srv->opts = *opts;

@@ -781,6 +781,35 @@ static void test_headers_and_target(void **state)
     cli_close(&c);
 }
 
+/* We never switch protocols: an Upgrade request is plain HTTP and the connection goes on; a
+ * CONNECT is answered and ends the connection, since a tunnel would follow. */
+static void test_upgrade_and_connect(void **state)
+{
+    fixture_t *fx = *state;
+    http_server_opts_t o = default_opts();
+    fx_start(fx, &o);
+
+    client_t c;
+    response_t r;
+    one_shot(fx, &c, &r,
+             "GET /echo?up HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+             "GET /echo?after HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(buf_cstr(&r.body), "method=GET path=/echo query=up x-test=(none) body=");
+    resp_free(&r);
+    assert_true(cli_read_response(&c, &r));
+    assert_string_equal(buf_cstr(&r.body), "method=GET path=/echo query=after x-test=(none) body=");
+    resp_free(&r);
+    cli_close(&c);
+
+    one_shot(fx, &c, &r, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    assert_int_equal(r.status, 404);
+    assert_header(&r, "Connection", "close");
+    assert_true(cli_eof_clean(&c));
+    resp_free(&r);
+    cli_close(&c);
+}
+
 static void test_head_request(void **state)
 {
     fixture_t *fx = *state;
@@ -1275,6 +1304,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_http10_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_close_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_headers_and_target, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_and_connect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_response_header_injection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_413_content_length, setup, teardown),
