@@ -74,9 +74,11 @@ export function fakeKey(label) {
     return `sk-e2e-${label}-SECRET-${crypto.randomBytes(8).toString('hex')}`;
 }
 
+// The provider names gatehouse knows (src/config/known_providers.c); any other name is a custom
+// provider and needs custom_provider_config.base_provider_type.
 const KNOWN_PROVIDERS = new Set([
     'openai', 'anthropic', 'groq', 'mistral', 'openrouter', 'xai', 'deepseek', 'cerebras',
-    'together', 'fireworks', 'ollama', 'vllm', 'gemini', 'cohere', 'azure', 'bedrock', 'vertex',
+    'together', 'fireworks', 'ollama', 'vllm', 'huggingface', 'perplexity',
 ]);
 
 /**
