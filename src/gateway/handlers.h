@@ -22,7 +22,8 @@ void models_handle(http_request_t *req, gateway_worker_t *w, const char *request
 void gateway_respond_error(http_request_t *req, const char *request_id, int status,
                            const char *message, const char *param, const char *code);
 
-/* Writes the access line of a finished request. model may be NULL. */
+/* Writes the access line of a finished request. model may be NULL; started_at < 0 when the
+ * start time is not known. */
 void gateway_access_log(const http_request_t *req, const char *request_id, int status,
                         const char *model, double started_at, long tokens_in, long tokens_out);
 

@@ -123,14 +123,21 @@ struct upstream_pool *gateway_worker_upstream(gateway_worker_t *w)
     return w->upstream;
 }
 
-double gateway_worker_random(gateway_worker_t *w)
+/* xorshift128+: fast, and good enough for load spreading, jitter and request ids (nothing
+ * here needs to be unpredictable). */
+static uint64_t worker_random_u64(gateway_worker_t *w)
 {
     uint64_t s1 = w->rng[0];
     const uint64_t s0 = w->rng[1];
     w->rng[0] = s0;
     s1 ^= s1 << 23;
     w->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
-    return (double)((w->rng[1] + s0) >> 11) / 9007199254740992.0; /* 2^53 */
+    return w->rng[1] + s0;
+}
+
+double gateway_worker_random(gateway_worker_t *w)
+{
+    return (double)(worker_random_u64(w) >> 11) / 9007199254740992.0; /* 2^53 */
 }
 
 double gateway_now(void)
@@ -217,13 +224,13 @@ static void make_request_id(gateway_worker_t *w, const http_request_t *req, char
         snprintf(out, GATEWAY_REQUEST_ID_MAX, "%s", given);
         return;
     }
-    uint64_t a = (uint64_t)(gateway_worker_random(w) * 18446744073709551616.0);
-    uint64_t b = (uint64_t)(gateway_worker_random(w) * 18446744073709551616.0);
+    uint64_t a = worker_random_u64(w);
+    uint64_t b = worker_random_u64(w);
     snprintf(out, GATEWAY_REQUEST_ID_MAX, "req_%016llx%08llx", (unsigned long long)a,
              (unsigned long long)(b >> 32));
 }
 
-static void respond_health(http_request_t *req, const char *rid)
+static void respond_health(http_request_t *req, const char *rid, double started_at)
 {
     gateway_snapshot_t *snap = gateway_snapshot_acquire();
     char body[256];
@@ -234,12 +241,14 @@ static void respond_health(http_request_t *req, const char *rid)
 
     http_response_header(req, "x-request-id", rid);
     http_respond(req, 200, "application/json", body, (size_t)n);
+    gateway_access_log(req, rid, 200, NULL, started_at, 0, 0);
 }
 
 static void dispatch(http_request_t *req, void *arg)
 {
     gateway_worker_t *w = arg;
     char rid[GATEWAY_REQUEST_ID_MAX];
+    double started_at = gateway_now();
     make_request_id(w, req, rid);
 
     const char *method = http_request_method(req);
@@ -257,10 +266,11 @@ static void dispatch(http_request_t *req, void *arg)
     }
     if (is_get && (strcmp(path, "/v1/models") == 0 || strcmp(path, "/models") == 0)) {
         models_handle(req, w, rid);
+        gateway_access_log(req, rid, 200, NULL, started_at, 0, 0);
         return;
     }
     if (is_get && strcmp(path, "/health") == 0) {
-        respond_health(req, rid);
+        respond_health(req, rid, started_at);
         return;
     }
 
