@@ -33,6 +33,7 @@
 #include "providers/provider.h"
 #include "util/alloc.h"
 #include "util/log.h"
+#include "util/redact.h"
 #include "util/sse.h"
 
 #define CHAT_MAX_TARGETS 16
@@ -203,6 +204,17 @@ static void respond_failure(chat_t *c)
     chat_finish(c, c->fail_status);
 }
 
+/* Upstream messages may quote the key they were sent; no key of the provider may reach a log
+ * line or the client. */
+static void scrub_keys(const chat_t *c, char *text, size_t cap)
+{
+    if (c->n_targets == 0)
+        return;
+    const config_provider_t *p = c->targets[c->cur < c->n_targets ? c->cur : 0].provider;
+    for (size_t i = 0; i < p->n_keys; i++)
+        redact_scrub(text, cap, p->keys[i].value);
+}
+
 static void record_failure(chat_t *c, int status, const char *type, const char *code,
                            const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
@@ -213,6 +225,7 @@ static void record_failure(chat_t *c, int status, const char *type, const char *
     va_start(ap, fmt);
     vsnprintf(c->fail_msg, sizeof(c->fail_msg), fmt, ap);
     va_end(ap);
+    scrub_keys(c, c->fail_msg, sizeof(c->fail_msg));
     c->fail_status = status;
     c->fail_type = type;
     c->fail_code = code;
@@ -278,8 +291,9 @@ static int on_chunk(void *arg, json_t *chunk)
 }
 
 /* Ends a stream that broke after the client saw part of it: an error event, no [DONE]. */
-static void stream_fail_to_client(chat_t *c, const char *message)
+static void stream_fail_to_client(chat_t *c, char *message, size_t cap)
 {
+    scrub_keys(c, message, cap);
     log_error(c->rid, "upstream stream from %s failed after the response started: %s;"
               " ending the client stream with an error event", c->targets[c->cur].provider->name,
               message);
@@ -382,7 +396,7 @@ static void finish_stream(chat_t *c, const upstream_result_t *res)
     }
 
     if (c->client_streaming) {
-        stream_fail_to_client(c, err.message);
+        stream_fail_to_client(c, err.message, sizeof(err.message));
         return;
     }
     /* Nothing reached the client yet: this attempt failed like any other and may be retried. */

@@ -30,3 +30,28 @@ bool redact_is_secret_header(const char *name)
     }
     return false;
 }
+
+void redact_scrub(char *text, size_t cap, const char *secret)
+{
+    size_t slen = secret ? strlen(secret) : 0;
+    if (slen < 8)
+        return;
+
+    char shown[64];
+    redact_secret(secret, shown, sizeof(shown));
+    size_t rlen = strlen(shown);
+
+    char *hit;
+    char *from = text;
+    while ((hit = strstr(from, secret)) != NULL) {
+        size_t tail = strlen(hit + slen);
+        /* The redacted form is never longer than a secret of 12 or more characters; for
+         * shorter ones the text is cut to fit the buffer. */
+        if ((size_t)(hit - text) + rlen + tail + 1 > cap)
+            tail = cap - (size_t)(hit - text) - rlen - 1;
+        memmove(hit + rlen, hit + slen, tail);
+        hit[rlen + tail] = '\0';
+        memcpy(hit, shown, rlen);
+        from = hit + rlen;
+    }
+}

@@ -16,4 +16,10 @@ void redact_secret(const char *secret, char *out, size_t cap);
 /* True for header names whose values are credentials (authorization, x-api-key, ...). */
 bool redact_is_secret_header(const char *name);
 
+/* Replaces every occurrence of secret in text (NUL-terminated, edited in place) with its
+ * redacted form. Upstream error messages sometimes quote the key they were sent ("Incorrect API
+ * key provided: sk-..."); they pass through here before they are logged or returned. Secrets
+ * shorter than 8 characters are left alone: they would match ordinary words. */
+void redact_scrub(char *text, size_t cap, const char *secret);
+
 #endif
