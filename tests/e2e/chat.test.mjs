@@ -115,6 +115,10 @@ test('OpenAI upstream, stream: chunks, [DONE], no usage chunk unless asked', asy
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
     assert.equal(res.headers.get('x-gatehouse-provider'), 'oastream');
+    assert.equal(res.headers.get('x-gatehouse-model'), 'gpt-4o-mini');
+    assert.equal(res.headers.get('x-gatehouse-key'), 'oastream-key');
+    assert.equal(res.headers.get('x-gatehouse-fallback-index'), '0');
+    assert.ok(res.headers.get('x-request-id'), 'x-request-id on a streamed response');
     const sse = await readSseBody(res);
     assert.equal(sse.error, null);
     const data = sse.events.map((e) => e.data);
