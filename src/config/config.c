@@ -84,6 +84,14 @@ config_t *config_new(const char *source)
     cfg->shutdown_timeout_s = CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_S;
     cfg->log_level = xstrdup(CONFIG_DEFAULT_LOG_LEVEL);
     cfg->drop_excess_requests = false;
+    cfg->logs_enabled = true;
+    cfg->logs_content = true;
+    cfg->logs_retention_days = CONFIG_DEFAULT_LOG_RETENTION_DAYS;
+    cfg->logs_content_retention_days = CONFIG_DEFAULT_CONTENT_RETENTION_DAYS;
+    cfg->logs_queue_size = CONFIG_DEFAULT_LOG_QUEUE_SIZE;
+    cfg->audit_enabled = false;
+    cfg->audit_content = true;
+    cfg->metrics_enabled = true;
     return cfg;
 }
 
@@ -159,6 +167,13 @@ static void config_free(config_t *cfg)
     free(cfg->source);
     free(cfg->host);
     free(cfg->log_level);
+    json_decref(cfg->prices);
+    if (cfg->admin_token != NULL) {
+        volatile char *v = cfg->admin_token;
+        while (*v != '\0')
+            *v++ = '\0';
+    }
+    free(cfg->admin_token);
     free(cfg);
 }
 

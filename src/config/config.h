@@ -100,6 +100,20 @@ typedef struct config {
 
     config_provider_t *providers;
     size_t n_providers;
+
+    /* Telemetry: "logs", "audit", "metrics" and "admin" (docs/configuration.md). */
+    bool logs_enabled;                /* request and tool log in SQLite under the data dir */
+    bool logs_content;                /* keep request and response bodies in the log */
+    int logs_retention_days;          /* rows older than this are deleted */
+    int logs_content_retention_days;  /* bodies older than this are cleared, rows kept */
+    int logs_queue_size;              /* rows waiting for the writer; past it rows are dropped */
+    json_t *prices;                   /* logs.prices: overrides of the shipped price table,
+                                       * {"provider/model": {"input", "output", "cached_input"}}
+                                       * in USD per million tokens; owned, NULL when absent */
+    bool audit_enabled;               /* record every upstream exchange, hash-chained */
+    bool audit_content;               /* record body bytes (true) or only their SHA-256 */
+    bool metrics_enabled;             /* serve GET /metrics */
+    char *admin_token;                /* bearer token of the admin API (/api/...); NULL = off */
 } config_t;
 
 /* Problems found while loading; each names the JSON path it is about ("providers.openai.keys[0]

@@ -151,7 +151,8 @@ static void check_fields(loader_t *ld, json_t *obj, const char *const *used,
     }
 }
 
-static const char *const root_used[] = {"$schema", "server", "client", "providers", NULL};
+static const char *const root_used[] = {"$schema", "server",  "client", "providers", "logs",
+                                        "audit",   "metrics", "admin",  NULL};
 static const char *const root_ignored[] = {
     "encryption_key", "governance", "guardrails_config", "config_store", "logs_store",
     "vector_store",   "plugins",    "framework",         "mcp",          "websocket",
@@ -170,10 +171,11 @@ static const char *const server_used[] = {
     NULL,
 };
 
-static const char *const client_used[] = {"drop_excess_requests", "max_request_body_size_mb", NULL};
+static const char *const client_used[] = {
+    "drop_excess_requests", "max_request_body_size_mb", "enable_logging",
+    "disable_content_logging", "log_retention_days", NULL};
 static const char *const client_ignored[] = {
-    "initial_pool_size",         "enable_logging",           "disable_content_logging",
-    "log_retention_days",        "logging_headers",          "allowed_origins",
+    "initial_pool_size",         "logging_headers",          "allowed_origins",
     "allowed_headers",           "prometheus_labels",        "enforce_governance_header",
     "enforce_auth_on_inference", "allow_direct_keys",        "disable_db_pings_in_health",
     "header_filter_config",      "enable_litellm_fallbacks", NULL,
@@ -195,6 +197,12 @@ static const char *const network_used[] = {
 };
 
 static const char *const concurrency_used[] = {"concurrency", "buffer_size", NULL};
+
+static const char *const logs_used[] = {"enabled", "content", "retention_days",
+                                        "content_retention_days", "queue_size", "prices", NULL};
+static const char *const audit_used[] = {"enabled", "content", NULL};
+static const char *const metrics_used[] = {"enabled", NULL};
+static const char *const admin_used[] = {"token", NULL};
 
 static const char *const custom_used[] = {"base_provider_type", "is_key_less", NULL};
 static const char *const custom_ignored[] = {"allowed_requests", "request_path_overrides", NULL};
@@ -358,6 +366,117 @@ static void load_client(loader_t *ld, config_t *cfg, json_t *root)
             cfg->max_body_bytes = (size_t)mb * MIB;
     }
 
+    /* Bifrost's logging switches; the "logs" section, read after this, wins. */
+    read_bool(ld, client, "enable_logging", &cfg->logs_enabled);
+    bool no_content = !cfg->logs_content;
+    read_bool(ld, client, "disable_content_logging", &no_content);
+    cfg->logs_content = !no_content;
+    read_int(ld, client, "log_retention_days", 1, 36500, &cfg->logs_retention_days);
+
+    path_pop(ld, mark);
+}
+
+/* ---- telemetry: logs, audit, metrics, admin -------------------------------------------------- */
+
+static void check_prices(loader_t *ld, json_t *prices)
+{
+    const char *model;
+    json_t *entry;
+    json_object_foreach(prices, model, entry)
+    {
+        size_t mark = path_push_key(ld, model);
+        if (!json_is_object(entry)) {
+            error_at(ld, NULL, "must be an object with input, output and cached_input prices");
+            path_pop(ld, mark);
+            continue;
+        }
+        const char *name;
+        json_t *price;
+        json_object_foreach(entry, name, price)
+        {
+            bool known = strcmp(name, "input") == 0 || strcmp(name, "output") == 0 ||
+                         strcmp(name, "cached_input") == 0;
+            if (!known)
+                warn_at(ld, name, "unknown field; ignored");
+            else if (!json_is_number(price) || json_number_value(price) < 0)
+                error_at(ld, name, "must be a price in USD per million tokens (>= 0)");
+        }
+        path_pop(ld, mark);
+    }
+}
+
+static void load_logs(loader_t *ld, config_t *cfg, json_t *root)
+{
+    json_t *logs = read_object(ld, root, "logs");
+    if (logs == NULL)
+        return;
+    size_t mark = path_push_key(ld, "logs");
+    check_fields(ld, logs, logs_used, NULL);
+
+    read_bool(ld, logs, "enabled", &cfg->logs_enabled);
+    read_bool(ld, logs, "content", &cfg->logs_content);
+    read_int(ld, logs, "retention_days", 1, 36500, &cfg->logs_retention_days);
+    read_int(ld, logs, "content_retention_days", 0, 36500, &cfg->logs_content_retention_days);
+    read_int(ld, logs, "queue_size", 1, 10000000, &cfg->logs_queue_size);
+
+    json_t *prices = read_object(ld, logs, "prices");
+    if (prices != NULL) {
+        size_t pm = path_push_key(ld, "prices");
+        check_prices(ld, prices);
+        path_pop(ld, pm);
+        cfg->prices = json_incref(prices);
+    }
+    path_pop(ld, mark);
+}
+
+static void load_audit(loader_t *ld, config_t *cfg, json_t *root)
+{
+    json_t *audit = read_object(ld, root, "audit");
+    if (audit == NULL)
+        return;
+    size_t mark = path_push_key(ld, "audit");
+    check_fields(ld, audit, audit_used, NULL);
+    read_bool(ld, audit, "enabled", &cfg->audit_enabled);
+    read_bool(ld, audit, "content", &cfg->audit_content);
+    path_pop(ld, mark);
+}
+
+static void load_metrics(loader_t *ld, config_t *cfg, json_t *root)
+{
+    json_t *metrics = read_object(ld, root, "metrics");
+    if (metrics == NULL)
+        return;
+    size_t mark = path_push_key(ld, "metrics");
+    check_fields(ld, metrics, metrics_used, NULL);
+    read_bool(ld, metrics, "enabled", &cfg->metrics_enabled);
+    path_pop(ld, mark);
+}
+
+/* admin.token: a literal, or "env.NAME". Messages name the variable, never the token. */
+static void load_admin(loader_t *ld, config_t *cfg, json_t *root)
+{
+    json_t *admin = read_object(ld, root, "admin");
+    if (admin == NULL)
+        return;
+    size_t mark = path_push_key(ld, "admin");
+    check_fields(ld, admin, admin_used, NULL);
+
+    const char *token = read_string(ld, admin, "token");
+    if (token != NULL && strncmp(token, "env.", 4) == 0) {
+        const char *env = getenv(token + 4);
+        if (env == NULL || env[0] == '\0') {
+            error_at(ld, "token", "environment variable %s is %s", token + 4,
+                     env == NULL ? "not set" : "empty");
+            token = NULL;
+        } else {
+            token = env;
+        }
+    }
+    if (token != NULL && (strlen(token) < 16 || config_has_control_chars(token))) {
+        error_at(ld, "token", "must be at least 16 characters without control characters");
+        token = NULL;
+    }
+    set_string(&cfg->admin_token, token);
     path_pop(ld, mark);
 }
 
@@ -884,6 +1003,10 @@ config_t *config_load_json(json_t *root, const char *source, config_report_t *re
     check_fields(&ld, root, root_used, root_ignored);
     load_server(&ld, cfg, root);
     load_client(&ld, cfg, root);
+    load_logs(&ld, cfg, root);
+    load_audit(&ld, cfg, root);
+    load_metrics(&ld, cfg, root);
+    load_admin(&ld, cfg, root);
     load_providers(&ld, cfg, root);
     buf_free(&ld.path);
 

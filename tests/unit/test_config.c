@@ -202,7 +202,7 @@ static void test_full_file(void **state)
     assert_non_null(cfg);
     assert_int_equal(r.n_errors, 0);
     assert_paths(&r, false,
-                 "config_store\nlogs_store\nclient.initial_pool_size\nclient.enable_logging\n"
+                 "config_store\nlogs_store\nclient.initial_pool_size\n"
                  "providers.openai.send_back_raw_response\n");
     assert_string_equal(message_at(&r, "config_store"),
                         "Bifrost field not used by gatehouse; ignored");
@@ -798,6 +798,51 @@ static void test_check_file(void **state)
     free(text);
 }
 
+
+static void test_telemetry_sections(void **state)
+{
+    setenv("GH_TEST_ADMIN", "admin-token-0123456789", 1);
+    const char *text =
+        "{\"client\": {\"disable_content_logging\": true, \"log_retention_days\": 9},"
+        " \"logs\": {\"queue_size\": 50, \"content_retention_days\": 2,"
+        "  \"prices\": {\"openai/gpt-4o\": {\"input\": 2.5, \"output\": 10}}},"
+        " \"audit\": {\"enabled\": true, \"content\": false},"
+        " \"metrics\": {\"enabled\": false},"
+        " \"admin\": {\"token\": \"env.GH_TEST_ADMIN\"}}";
+    json_t *root = json_loads(text, 0, NULL);
+    assert_non_null(root);
+    config_report_t r;
+    config_report_init(&r);
+    config_t *cfg = config_load_json(root, "test", &r);
+    assert_non_null(cfg);
+    assert_true(cfg->logs_enabled);
+    assert_false(cfg->logs_content);
+    assert_int_equal(cfg->logs_retention_days, 9);
+    assert_int_equal(cfg->logs_content_retention_days, 2);
+    assert_int_equal(cfg->logs_queue_size, 50);
+    assert_true(cfg->audit_enabled);
+    assert_false(cfg->audit_content);
+    assert_false(cfg->metrics_enabled);
+    assert_string_equal(cfg->admin_token, "admin-token-0123456789");
+    assert_true(json_number_value(json_object_get(
+                    json_object_get(cfg->prices, "openai/gpt-4o"), "output")) == 10.0);
+    config_release(cfg);
+    config_report_free(&r);
+    json_decref(root);
+
+    /* a short token and a bad price are errors with their paths; the token never printed */
+    root = json_loads("{\"admin\": {\"token\": \"short\"},"
+                      " \"logs\": {\"prices\": {\"a/b\": {\"input\": -1}}}}", 0, NULL);
+    config_report_init(&r);
+    assert_null(config_load_json(root, "test", &r));
+    assert_paths(&r, true, "logs.prices.a/b.input\nadmin.token\n");
+    for (size_t i = 0; i < r.count; i++)
+        assert_null(strstr(r.items[i].message, "short"));
+    config_report_free(&r);
+    json_decref(root);
+    unsetenv("GH_TEST_ADMIN");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -819,6 +864,7 @@ int main(void)
         cmocka_unit_test_setup(test_known_providers, setup),
         cmocka_unit_test_setup(test_refcount, setup),
         cmocka_unit_test_setup(test_check_file, setup),
+        cmocka_unit_test_setup(test_telemetry_sections, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
