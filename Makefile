@@ -9,7 +9,7 @@
 #   make check-format
 
 VERSION := 0.1.0
-PKGS := libevent libevent_pthreads libcurl jansson openssl
+PKGS := libevent libevent_pthreads libcurl jansson openssl sqlite3
 CC ?= cc
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
                -Isrc -DGATEHOUSE_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS))
