@@ -75,6 +75,15 @@ typedef enum call_state {
     CALL_SPARE,   /* in pool->spare, waiting to be reused */
 } call_state_t;
 
+/* The final response's headers as "name: value" lines, built only when asked for (most calls
+ * never are) and kept with the call, like its header buffer, for the next request. */
+typedef struct header_lines {
+    buf_t text;     /* "name: value\0" strings, back to back */
+    const char **v; /* pointers into text, NULL-terminated; owned */
+    size_t cap;     /* slots in v */
+    bool built;     /* v describes the final response's complete headers */
+} header_lines_t;
+
 typedef struct call_list {
     upstream_call_t *head;
     upstream_call_t *tail;
@@ -88,6 +97,7 @@ struct upstream_call {
     void *arg;
     struct curl_slist *req_headers; /* owned; curl reads it until the handle leaves the multi */
     buf_t resp_headers;             /* "name\0value\0" pairs of the final response */
+    header_lines_t *lines;          /* owned, recycled; filled by upstream_call_headers */
     bool head_done;                 /* on_head ran (or was due) for the final response */
     bool aborted;                   /* on_head or on_body returned non-zero */
     CURLMcode add_rc;               /* PENDING: CURLM_OK = still to add, else why the add failed */
@@ -312,6 +322,9 @@ static void call_destroy(upstream_call_t *call)
         event_free(call->idle_timer);
     curl_slist_free_all(call->req_headers);
     buf_free(&call->resp_headers);
+    buf_free(&call->lines->text);
+    free(call->lines->v);
+    free(call->lines);
     free(call);
 }
 
@@ -320,6 +333,7 @@ static upstream_call_t *call_new(upstream_pool_t *pool)
     upstream_call_t *call = xcalloc(1, sizeof(*call));
     call->pool = pool;
     buf_init(&call->resp_headers);
+    call->lines = xcalloc(1, sizeof(*call->lines));
     call->easy = curl_easy_init();
     call->idle_timer = evtimer_new(pool->base, on_idle_timer, call);
     if (call->easy == NULL || call->idle_timer == NULL) {
@@ -346,6 +360,8 @@ static upstream_call_t *call_get(upstream_pool_t *pool)
     call->easy = keep.easy;
     call->idle_timer = keep.idle_timer;
     call->resp_headers = keep.resp_headers;
+    call->lines = keep.lines;
+    call->lines->built = false;
     return call;
 }
 
@@ -359,7 +375,8 @@ static void call_release(upstream_call_t *call)
     curl_slist_free_all(call->req_headers);
     call->req_headers = NULL;
 
-    if (pool->n_spare == SPARE_CALLS_MAX || call->resp_headers.cap > SPARE_HEADER_BYTES) {
+    if (pool->n_spare == SPARE_CALLS_MAX || call->resp_headers.cap > SPARE_HEADER_BYTES ||
+        call->lines->text.cap > SPARE_HEADER_BYTES) {
         call_destroy(call);
         return;
     }
@@ -1093,6 +1110,40 @@ const char *upstream_call_header(const upstream_call_t *call, const char *name)
         p = value + strlen(value) + 1;
     }
     return NULL;
+}
+
+/* The lines are built from resp_headers, which is final once the head is done; before that
+ * they are rebuilt on every call, since an interim response or more header lines may follow. */
+const char *const *upstream_call_headers(const upstream_call_t *call)
+{
+    header_lines_t *hl = call->lines;
+    if (hl->built)
+        return hl->v;
+
+    buf_reset(&hl->text);
+    size_t n = 0;
+    const char *p = call->resp_headers.data;
+    const char *end = p + call->resp_headers.len;
+    while (p != NULL && p < end) {
+        const char *value = p + strlen(p) + 1;
+        buf_appendf(&hl->text, "%s: %s", p, value);
+        buf_appendc(&hl->text, '\0');
+        n++;
+        p = value + strlen(value) + 1;
+    }
+
+    if (n + 1 > hl->cap) {
+        hl->cap = n + 1;
+        hl->v = xrealloc(hl->v, hl->cap * sizeof(*hl->v));
+    }
+    const char *line = hl->text.data;
+    for (size_t i = 0; i < n; i++) {
+        hl->v[i] = line;
+        line += strlen(line) + 1;
+    }
+    hl->v[n] = NULL;
+    hl->built = call->head_done;
+    return hl->v;
 }
 
 /* ---- the pool -------------------------------------------------------------------------------- */

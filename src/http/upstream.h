@@ -78,5 +78,9 @@ void upstream_cancel(upstream_call_t *call);
 /* A response header of the call, case-insensitive, or NULL. Valid from on_head on, until
  * on_done returns. */
 const char *upstream_call_header(const upstream_call_t *call, const char *name);
+/* Every header of the final response as "name: value" strings (names lowercased, values
+ * trimmed, folded lines joined), NULL-terminated, in the order received; for the audit trail.
+ * Never NULL. Valid from on_head on, until on_done returns. */
+const char *const *upstream_call_headers(const upstream_call_t *call);
 
 #endif

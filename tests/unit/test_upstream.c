@@ -442,6 +442,7 @@ typedef struct rec {
     upstream_result_t res;
     const char *want[MAX_WANT]; /* header names looked up in on_head */
     char got[MAX_WANT][64];     /* their values, "(null)" when absent */
+    char all[512];              /* upstream_call_headers in on_done, one per line */
     bool abort_in_head;
     bool cancel_in_head;
     int abort_at_body;       /* return non-zero on this body piece (1-based) */
@@ -518,6 +519,10 @@ static void rec_on_done(void *arg, upstream_call_t *call, const upstream_result_
     assert_ptr_equal(call, r->call);
     r->n_done++;
     r->res = *res;
+
+    size_t used = 0;
+    for (const char *const *h = upstream_call_headers(call); *h != NULL; h++)
+        used += (size_t)snprintf(r->all + used, sizeof(r->all) - used, "%s\n", *h);
 
     if (r->cancel_in_done)
         upstream_cancel(call); /* allowed, and a no-op: the call is ending anyway */
@@ -815,6 +820,43 @@ static void test_interim_response_is_skipped(void **state)
     assert_string_equal(r.got[2], "first second");
     assert_string_equal(buf_cstr(&r.body), "ok");
     buf_free(&r.body);
+}
+
+/* The whole list, for the audit trail: the final response only, in order, folded lines
+ * joined, names lowercased. */
+static void test_all_headers_of_the_final_response(void **state)
+{
+    fixture_t *fx = *state;
+    rec_t r;
+    rec_init(&r, fx);
+
+    get(&r, true, "/interim", SAFETY_MS, 0);
+    run(fx);
+
+    assert_int_equal(r.res.err, UPSTREAM_OK);
+    assert_string_equal(r.all, "content-length: 2\nx-final: yes\nx-folded: first second\n");
+    buf_free(&r.body);
+}
+
+/* A recycled call must not show the headers of the request before it. */
+static void test_all_headers_are_per_call(void **state)
+{
+    fixture_t *fx = *state;
+    rec_t a, b;
+    rec_init(&a, fx);
+    rec_init(&b, fx);
+
+    get(&a, false, "/json", SAFETY_MS, 0);
+    run(fx);
+    get(&b, false, "/error", SAFETY_MS, 0);
+    run(fx);
+
+    assert_non_null(strstr(a.all, "content-type: application/json\n"));
+    assert_non_null(strstr(a.all, "x-padded: spaced value\n"));
+    assert_non_null(strstr(b.all, "retry-after: 7\n"));
+    assert_null(strstr(b.all, "x-request-id"));
+    buf_free(&a.body);
+    buf_free(&b.body);
 }
 
 static void test_gzip_body_is_decoded(void **state)
@@ -1301,6 +1343,8 @@ int main(void)
         T(test_methods),
         T(test_head_request_has_no_body),
         T(test_interim_response_is_skipped),
+        T(test_all_headers_of_the_final_response),
+        T(test_all_headers_are_per_call),
         T(test_gzip_body_is_decoded),
         T(test_stream_arrives_whole_and_in_order),
         T(test_idle_timeout_catches_a_stalled_stream),
