@@ -75,6 +75,8 @@ typedef struct telemetry_exchange {
     double duration_s;
     const char *error;                /* transport error, or NULL */
     bool record_content;              /* bodies (true) or their SHA-256 only */
+    bool audit;                       /* goes to the audit trail (global switch or the
+                                       * request's opt-in); metrics see every exchange */
 } telemetry_exchange_t;
 
 /* ---- lifecycle (main thread) ---------------------------------------------------------------- */
@@ -89,7 +91,8 @@ void telemetry_stop(void);
 
 /* ---- events (worker threads) ---------------------------------------------------------------- */
 
-void telemetry_request_done(const telemetry_request_t *r);
+/* cfg is the snapshot the request ran with (prices, switches). */
+void telemetry_request_done(const config_t *cfg, const telemetry_request_t *r);
 void telemetry_exchange_done(const telemetry_exchange_t *x);
 
 #endif
