@@ -16,8 +16,9 @@
  * never with [DONE], so a client can always tell a complete answer from a cut one.
  *
  * Ownership: the chat_t owns its parsed body, snapshot reference, upstream call, timer, limiter
- * slot or waiter, and the adapter's request and stream objects. chat_finish releases all of
- * them; it runs once, after the HTTP request has been finished.
+ * slot or waiter, and the adapter's request and stream objects. chat_end finishes the HTTP
+ * request and releases all of them, once. It writes the access line before it finishes the
+ * HTTP request, because a finished request whose client has gone is freed at once.
  */
 #include <event2/event.h>
 #include <stdarg.h>
@@ -153,13 +154,20 @@ static const char *current_model_name(const chat_t *c, char *out, size_t cap)
     return out;
 }
 
-/* Finishes the HTTP exchange (if the caller has not) and frees everything. */
-static void chat_finish(chat_t *c, int status)
+/* Writes the access line, finishes the HTTP request (ends the stream when one was started,
+ * else answers with status and body) and frees everything. */
+static void chat_end(chat_t *c, int status, const char *content_type, const char *body,
+                     size_t len)
 {
     char model[300];
     c->finished = true;
     gateway_access_log(c->http, c->rid, status, current_model_name(c, model, sizeof(model)),
                        c->started_at, c->tokens_in, c->tokens_out);
+
+    if (c->client_streaming)
+        http_stream_end(c->http);
+    else
+        http_respond(c->http, status, content_type, body, len);
     chat_free(c);
 }
 
@@ -180,14 +188,15 @@ static void add_route_headers(chat_t *c)
     http_response_header(c->http, "x-gatehouse-retries", retries);
 }
 
-static void respond_error_body(chat_t *c, int status, const char *message, const char *type,
-                               const char *param, const char *code)
+/* Answers with an OpenAI-shaped error and ends the request. */
+static void fail_request(chat_t *c, int status, const char *message, const char *type,
+                         const char *param, const char *code)
 {
     buf_t body = BUF_INIT;
     dialect_openai_error(&body, message, type ? type : dialect_openai_error_type(status), param,
                          code);
     http_response_header(c->http, "x-request-id", c->rid);
-    http_respond(c->http, status, "application/json", body.data, body.len);
+    chat_end(c, status, "application/json", body.data, body.len);
     buf_free(&body);
 }
 
@@ -200,8 +209,7 @@ static void respond_failure(chat_t *c)
     else
         log_warn(c->rid, "request failed with %d: %s", c->fail_status, c->fail_msg);
 
-    respond_error_body(c, c->fail_status, c->fail_msg, c->fail_type, NULL, c->fail_code);
-    chat_finish(c, c->fail_status);
+    fail_request(c, c->fail_status, c->fail_msg, c->fail_type, NULL, c->fail_code);
 }
 
 /* Upstream messages may quote the key they were sent; no key of the provider may reach a log
@@ -302,8 +310,7 @@ static void stream_fail_to_client(chat_t *c, char *message, size_t cap)
     dialect_openai_error(&body, message, "upstream_error", NULL, "stream_interrupted");
     write_sse_data(c, body.data, body.len);
     buf_free(&body);
-    http_stream_end(c->http);
-    chat_finish(c, 502);
+    chat_end(c, 502, NULL, NULL, 0);
 }
 
 static void stream_succeeded(chat_t *c)
@@ -312,8 +319,7 @@ static void stream_succeeded(chat_t *c)
         client_stream_begin(c); /* an empty but complete stream is still a stream */
     static const char done[] = "data: [DONE]\n\n";
     http_stream_write(c->http, done, sizeof(done) - 1);
-    http_stream_end(c->http);
-    chat_finish(c, 200);
+    chat_end(c, 200, NULL, NULL, 0);
 }
 
 /* ---- upstream callbacks --------------------------------------------------------------------- */
@@ -421,9 +427,8 @@ static void finish_json(chat_t *c)
     char *text = json_dumps(resp, JSON_COMPACT);
     json_decref(resp);
     add_route_headers(c);
-    http_respond(c->http, 200, "application/json", text, strlen(text));
+    chat_end(c, 200, "application/json", text, strlen(text));
     free(text);
-    chat_finish(c, 200);
 }
 
 static void on_done(void *arg, upstream_call_t *call, const upstream_result_t *res)
@@ -676,20 +681,17 @@ static void on_client_close(http_request_t *req, void *arg)
     attempt_reset(c);
     if (c->timer != NULL)
         evtimer_del(c->timer);
-    if (c->client_streaming)
-        http_stream_end(c->http);
-    else
-        http_respond(c->http, 499, "text/plain", "", 0);
-    chat_finish(c, 499);
+    chat_end(c, 499, "text/plain", "", 0);
 }
 
-/* Resolves the model and its fallbacks. Returns 0, or the status of the error it answered. */
+/* Resolves the model and its fallbacks. Returns 0, or the status of the error it answered
+ * (the request is then ended). */
 static int resolve_targets(chat_t *c)
 {
     size_t n_fb = c->req.fallbacks ? json_array_size(c->req.fallbacks) : 0;
     if (n_fb + 1 > CHAT_MAX_TARGETS) {
-        respond_error_body(c, 400, "too many fallbacks (at most 15)", NULL, "fallbacks",
-                           "invalid_value");
+        fail_request(c, 400, "too many fallbacks (at most 15)", NULL, "fallbacks",
+                     "invalid_value");
         return 400;
     }
 
@@ -703,8 +705,8 @@ static int resolve_targets(chat_t *c)
 
         bool not_found = st == ROUTER_MODEL_NOT_ALLOWED;
         log_info(c->rid, "rejected chat request: %s", msg);
-        respond_error_body(c, not_found ? 404 : 400, msg, NULL, i == 0 ? "model" : "fallbacks",
-                           not_found ? "model_not_found" : "invalid_model");
+        fail_request(c, not_found ? 404 : 400, msg, NULL, i == 0 ? "model" : "fallbacks",
+                     not_found ? "model_not_found" : "invalid_model");
         return not_found ? 404 : 400;
     }
     c->n_targets = n_fb + 1;
@@ -726,16 +728,12 @@ void chat_handle(http_request_t *req, gateway_worker_t *w, const char *request_i
     dialect_parse_error_t perr;
     if (dialect_openai_parse_chat(body, len, &c->req, &perr) != 0) {
         log_info(c->rid, "rejected chat request: %s", perr.message);
-        respond_error_body(c, perr.status, perr.message, "invalid_request_error", perr.param,
-                           perr.code);
-        chat_finish(c, perr.status);
+        fail_request(c, perr.status, perr.message, "invalid_request_error", perr.param,
+                     perr.code);
         return;
     }
-    int status = resolve_targets(c);
-    if (status != 0) {
-        chat_finish(c, status);
+    if (resolve_targets(c) != 0)
         return;
-    }
 
     http_request_on_close(req, on_client_close, c);
     begin_target(c);

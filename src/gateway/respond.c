@@ -11,15 +11,16 @@
 void gateway_respond_error(http_request_t *req, const char *request_id, int status,
                            const char *message, const char *param, const char *code)
 {
+    /* Log first: once answered, a request whose client has gone may be freed. */
+    log_info(request_id, "%s %s answered %d: %s", http_request_method(req),
+             http_request_path(req), status, message);
+    gateway_access_log(req, request_id, status, NULL, -1, 0, 0);
+
     buf_t body = BUF_INIT;
     dialect_openai_error(&body, message, dialect_openai_error_type(status), param, code);
     http_response_header(req, "x-request-id", request_id);
     http_respond(req, status, "application/json", body.data, body.len);
     buf_free(&body);
-
-    log_info(request_id, "%s %s answered %d: %s", http_request_method(req),
-             http_request_path(req), status, message);
-    gateway_access_log(req, request_id, status, NULL, -1, 0, 0);
 }
 
 void gateway_access_log(const http_request_t *req, const char *request_id, int status,

@@ -239,9 +239,9 @@ static void respond_health(http_request_t *req, const char *rid, double started_
                      GATEHOUSE_VERSION, snap->cfg->n_providers);
     gateway_snapshot_release(snap);
 
+    gateway_access_log(req, rid, 200, NULL, started_at, 0, 0);
     http_response_header(req, "x-request-id", rid);
     http_respond(req, 200, "application/json", body, (size_t)n);
-    gateway_access_log(req, rid, 200, NULL, started_at, 0, 0);
 }
 
 static void dispatch(http_request_t *req, void *arg)
@@ -265,8 +265,8 @@ static void dispatch(http_request_t *req, void *arg)
         return;
     }
     if (is_get && (strcmp(path, "/v1/models") == 0 || strcmp(path, "/models") == 0)) {
-        models_handle(req, w, rid);
         gateway_access_log(req, rid, 200, NULL, started_at, 0, 0);
+        models_handle(req, w, rid);
         return;
     }
     if (is_get && strcmp(path, "/health") == 0) {
@@ -371,8 +371,12 @@ static void worker_free(gateway_worker_t *w)
         event_free(w->drain_ev);
     if (w->drain_poll_ev)
         event_free(w->drain_poll_ev);
-    if (w->base)
+    if (w->base) {
+        /* Freed bufferevents finish their teardown in deferred callbacks; give them one last
+         * turn of the loop so that nothing is left behind. */
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
         event_base_free(w->base);
+    }
 }
 
 static int thread_count(const config_t *cfg)
