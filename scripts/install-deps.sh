@@ -35,6 +35,7 @@ packages=(
     libssl-dev           # hashing, TLS
     libhttp-parser-dev   # inbound HTTP parsing
     libcmocka-dev        # unit tests
+    libsqlite3-dev       # request log
     clang                # fuzz targets (libFuzzer)
 )
 
