@@ -47,6 +47,10 @@ missing=()
 for p in "${packages[@]}"; do
     installed "$p" || missing+=("$p")
 done
+# Test-only packages: promtool (from prometheus) checks the /metrics output.
+if [ "$want_test" -eq 1 ] && ! command -v promtool >/dev/null 2>&1; then
+    missing+=(prometheus)
+fi
 if [ "$want_test" -eq 1 ] && ! command -v node >/dev/null 2>&1; then
     missing+=(nodejs npm)
 elif [ "$want_test" -eq 1 ] && ! command -v npm >/dev/null 2>&1; then
