@@ -1,5 +1,5 @@
 /*
- * main.c - the gatehouse command line: serve, check-config, --help, --version.
+ * main.c - the gatehouse command line: serve, check-config, audit, --help, --version.
  *
  * `serve` loads the configuration (a file, or the environment when no file is given), starts
  * the worker threads (gateway/worker.c) and runs the control loop on this thread until SIGTERM
@@ -13,6 +13,7 @@
 #include "config/check.h"
 #include "config/config.h"
 #include "gateway/gateway.h"
+#include "telemetry/audit.h"
 #include "util/alloc.h"
 #include "util/log.h"
 
@@ -25,6 +26,9 @@ static void print_usage(FILE *out)
             "  gatehouse serve [--config FILE] [--host H] [--port P] [--threads N]\n"
             "                  [--data-dir DIR] [--log-level LEVEL]\n"
             "  gatehouse check-config FILE\n"
+            "  gatehouse audit verify DIR           check the audit trail's hash chain\n"
+            "  gatehouse audit show REQUEST_ID [--data-dir DIR]\n"
+            "                                       print the upstream exchanges of a request\n"
             "  gatehouse --help | --version\n"
             "\n"
             "serve options:\n"
@@ -134,6 +138,25 @@ static int cmd_serve(int argc, char **argv)
     return gateway_run();
 }
 
+/* `audit verify DIR` and `audit show REQUEST_ID [--data-dir DIR]`; exit statuses as in
+ * telemetry/audit.h (0 fine, 1 broken or not found, 2 unreadable or bad usage). */
+static int cmd_audit(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "verify") == 0)
+        return audit_verify(argv[2], stdout);
+
+    bool show = argc >= 3 && strcmp(argv[1], "show") == 0;
+    if (show && (argc == 3 || (argc == 5 && strcmp(argv[3], "--data-dir") == 0))) {
+        char dir[4096];
+        int n = snprintf(dir, sizeof(dir), "%s/audit", argc == 5 ? argv[4] : "./data");
+        if (n > 0 && (size_t)n < sizeof(dir))
+            return audit_show(dir, argv[2], stdout);
+    }
+    fprintf(stderr, "usage: gatehouse audit verify DIR\n"
+                    "       gatehouse audit show REQUEST_ID [--data-dir DIR]\n");
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     alloc_init();
@@ -160,6 +183,8 @@ int main(int argc, char **argv)
         }
         return config_check_file(argv[2], stdout);
     }
+    if (strcmp(cmd, "audit") == 0)
+        return cmd_audit(argc - 1, argv + 1);
 
     fprintf(stderr, "gatehouse: unknown command '%s' (try --help)\n", cmd);
     return 2;
