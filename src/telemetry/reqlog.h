@@ -66,4 +66,16 @@ json_t *reqlog_query(const reqlog_filter_t *f, char *err, size_t err_cap);
 /* One row with its bodies and tool calls, or NULL when unknown (err says why). */
 json_t *reqlog_get(const char *id, char *err, size_t err_cap);
 
+/* ---- for tests ------------------------------------------------------------------------------ */
+
+/* Returns once every row queued before the call is committed (or dropped on a write error).
+ * Never call it while the writer is paused. */
+void reqlog_flush(void);
+/* Flushes, then runs a whole retention pass on the writer thread as if the clock read now_unix,
+ * and returns when it is done. */
+void reqlog_run_retention(double now_unix);
+/* Stops (true) or lets (false) the writer take rows from the queue, so that a test can fill the
+ * queue deterministically. reqlog_stop releases a paused writer. */
+void reqlog_pause_writer(bool paused);
+
 #endif
