@@ -32,6 +32,8 @@
 #include "gateway/router.h"
 #include "http/upstream.h"
 #include "providers/provider.h"
+#include "telemetry/metrics.h"
+#include "telemetry/telemetry.h"
 #include "util/alloc.h"
 #include "util/log.h"
 #include "util/redact.h"
@@ -40,6 +42,8 @@
 #define CHAT_MAX_TARGETS 16
 #define CHAT_MAX_BODY (64u * 1024 * 1024) /* upstream JSON bodies above this are refused */
 #define CHAT_MAX_ERROR_BODY (64u * 1024)  /* error bodies are kept up to this for the message */
+#define CHAT_MAX_LOGGED (1u * 1024 * 1024) /* response text kept for the request log */
+#define CHAT_MAX_AUDITED (64u * 1024 * 1024) /* upstream bytes kept for one audit record */
 
 typedef struct chat {
     http_request_t *http;
@@ -88,10 +92,24 @@ typedef struct chat {
 
     long tokens_in;
     long tokens_out;
+    long tokens_cached;
+
+    /* Telemetry: timings, and what the request log and the audit trail keep. */
+    double started_unix;         /* wall clock at arrival */
+    double first_sent_at;        /* monotonic time the answer (or first chunk) went out; 0 */
+    double upstream_s;           /* time in upstream exchanges, all attempts */
+    double waited_s;             /* backoff sleeps and queueing for a provider slot */
+    double wait_began;           /* monotonic start of the current wait */
+    double attempt_unix;         /* wall clock at the start of the current attempt */
+    bool log_content;            /* bodies go to the request log */
+    bool audit;                  /* upstream exchanges go to the audit trail */
+    buf_t logged_response;       /* the answer as the client got it, capped */
+    buf_t audited_body;          /* raw upstream bytes of the current attempt, capped */
     bool finished;
 } chat_t;
 
 static void begin_target(chat_t *c);
+static void scrub_keys(const chat_t *c, char *text, size_t cap);
 static void start_attempt(chat_t *c);
 static void attempt_failed(chat_t *c, long status);
 
@@ -126,6 +144,7 @@ static void attempt_reset(chat_t *c)
         c->up_req_built = false;
     }
     buf_reset(&c->body);
+    buf_reset(&c->audited_body);
     c->status = 0;
     c->body_too_large = false;
     c->streaming_upstream = false;
@@ -140,6 +159,8 @@ static void chat_free(chat_t *c)
     if (c->timer != NULL)
         event_free(c->timer);
     buf_free(&c->body);
+    buf_free(&c->logged_response);
+    buf_free(&c->audited_body);
     dialect_chat_request_free(&c->req);
     gateway_snapshot_release(c->snap);
     free(c);
@@ -154,20 +175,85 @@ static const char *current_model_name(const chat_t *c, char *out, size_t cap)
     return out;
 }
 
-/* Writes the access line, finishes the HTTP request (ends the stream when one was started,
- * else answers with status and body) and frees everything. */
+/* Keeps (part of) what the client gets, for the request log. */
+static void log_response(chat_t *c, const char *text, size_t len)
+{
+    if (!c->log_content || c->logged_response.len >= CHAT_MAX_LOGGED)
+        return;
+    size_t room = CHAT_MAX_LOGGED - c->logged_response.len;
+    buf_append(&c->logged_response, text, len < room ? len : room);
+}
+
+/* The request's record for the request log and the metrics. */
+static void report_request(chat_t *c, int status)
+{
+    double latency = gateway_now() - c->started_at;
+    double overhead = latency - c->upstream_s - c->waited_s;
+    const router_target_t *t = NULL;
+    if (c->n_targets > 0)
+        t = &c->targets[c->cur < c->n_targets ? c->cur : c->n_targets - 1];
+    size_t body_len = 0;
+    const char *body = http_request_body(c->http, &body_len);
+    /* A provider may echo its key in an answer; the log keeps no key. */
+    if (c->logged_response.data != NULL) {
+        scrub_keys(c, c->logged_response.data, c->logged_response.cap);
+        c->logged_response.len = strlen(c->logged_response.data);
+    }
+
+    telemetry_request_t r = {
+        .id = c->rid,
+        .started_unix = c->started_unix,
+        .latency_s = latency,
+        .ttft_s = c->first_sent_at > 0 ? c->first_sent_at - c->started_at : -1,
+        .upstream_s = c->upstream_s,
+        .overhead_s = overhead > 0 ? overhead : 0,
+        .dialect = "openai",
+        .method = http_request_method(c->http),
+        .path = http_request_path(c->http),
+        .provider = t ? t->provider->name : NULL,
+        .model = t ? t->model : c->req.model,
+        .key_name = t && c->key_index >= 0 ? t->provider->keys[c->key_index].name : NULL,
+        .fallback_index = (int)c->cur,
+        .retries = c->retries,
+        .status = status,
+        .stream = c->req.stream,
+        .error_type = status >= 400 ? (c->fail_type ? c->fail_type : "api_error") : NULL,
+        .error_message = status >= 400 && c->fail_msg[0] ? c->fail_msg : NULL,
+        .tokens_in = c->tokens_in,
+        .tokens_out = c->tokens_out,
+        .tokens_cached = c->tokens_cached,
+        .log_content = c->log_content,
+        .request_body = c->log_content ? body : NULL,
+        .request_len = c->log_content ? body_len : 0,
+        .response_body = c->log_content ? buf_cstr(&c->logged_response) : NULL,
+        .response_len = c->log_content ? c->logged_response.len : 0,
+    };
+    telemetry_request_done(c->snap->cfg, &r);
+}
+
+/* Writes the access line and the request's record, finishes the HTTP request (ends the stream
+ * when one was started, else answers with status and body) and frees everything. */
 static void chat_end(chat_t *c, int status, const char *content_type, const char *body,
                      size_t len)
 {
     char model[300];
     c->finished = true;
+    if (!c->client_streaming && body != NULL) {
+        if (c->first_sent_at == 0)
+            c->first_sent_at = gateway_now();
+        log_response(c, body, len);
+    }
     gateway_access_log(c->http, c->rid, status, current_model_name(c, model, sizeof(model)),
                        c->started_at, c->tokens_in, c->tokens_out);
+    report_request(c, status);
 
-    if (c->client_streaming)
+    metrics_gauge_add(METRICS_ACTIVE_REQUESTS, -1);
+    if (c->client_streaming) {
+        metrics_gauge_add(METRICS_ACTIVE_STREAMS, -1);
         http_stream_end(c->http);
-    else
+    } else {
         http_respond(c->http, status, content_type, body, len);
+    }
     chat_free(c);
 }
 
@@ -246,6 +332,8 @@ static void client_stream_begin(chat_t *c)
     add_route_headers(c);
     http_stream_start(c->http, 200, "text/event-stream");
     c->client_streaming = true;
+    c->first_sent_at = gateway_now();
+    metrics_gauge_add(METRICS_ACTIVE_STREAMS, 1);
 }
 
 static void write_sse_data(chat_t *c, const char *json, size_t len)
@@ -257,16 +345,23 @@ static void write_sse_data(chat_t *c, const char *json, size_t len)
     buf_append(&out, "\n\n", 2);
     http_stream_write(c->http, out.data, out.len);
     buf_free(&out);
+
+    log_response(c, json, len);
+    log_response(c, "\n", 1);
 }
 
 static void note_usage(chat_t *c, const json_t *usage)
 {
     json_t *in = json_object_get(usage, "prompt_tokens");
     json_t *out = json_object_get(usage, "completion_tokens");
+    json_t *cached = json_object_get(json_object_get(usage, "prompt_tokens_details"),
+                                     "cached_tokens");
     if (json_is_integer(in))
         c->tokens_in = (long)json_integer_value(in);
     if (json_is_integer(out))
         c->tokens_out = (long)json_integer_value(out);
+    if (json_is_integer(cached))
+        c->tokens_cached = (long)json_integer_value(cached);
 }
 
 /* One canonical chunk from the adapter. The upstream is always asked for usage (the gateway
@@ -319,6 +414,7 @@ static void stream_succeeded(chat_t *c)
         client_stream_begin(c); /* an empty but complete stream is still a stream */
     static const char done[] = "data: [DONE]\n\n";
     http_stream_write(c->http, done, sizeof(done) - 1);
+    log_response(c, "[DONE]", 6);
     chat_end(c, 200, NULL, NULL, 0);
 }
 
@@ -363,6 +459,11 @@ static int on_head(void *arg, upstream_call_t *call, long status)
 static int on_body(void *arg, upstream_call_t *call, const char *data, size_t len)
 {
     chat_t *c = arg;
+
+    if (c->audit && c->audited_body.len < CHAT_MAX_AUDITED) {
+        size_t room = CHAT_MAX_AUDITED - c->audited_body.len;
+        buf_append(&c->audited_body, data, len < room ? len : room);
+    }
 
     if (c->streaming_upstream) {
         int rc = sse_parser_feed(&c->sse, data, len);
@@ -431,9 +532,39 @@ static void finish_json(chat_t *c)
     free(text);
 }
 
+/* One attempt's exchange, for the metrics and (when asked) the audit trail. The response
+ * headers are valid only during on_done, which is where this runs. */
+static void report_exchange(chat_t *c, upstream_call_t *call, const upstream_result_t *res)
+{
+    telemetry_exchange_t x = {
+        .request_id = c->rid,
+        .kind = "upstream",
+        .target = c->targets[c->cur].provider->name,
+        .started_unix = c->attempt_unix,
+        .method = "POST",
+        .url = c->up_req.url,
+        .req_headers = (const char *const *)c->up_req.headers,
+        .req_body = c->up_req.body.data,
+        .req_len = c->up_req.body.len,
+        .status = res->status,
+        .resp_headers = upstream_call_headers(call),
+        .resp_body = c->audited_body.data,
+        .resp_len = c->audited_body.len,
+        .first_byte_s = res->status > 0 ? res->first_byte_s : -1,
+        .duration_s = res->total_s,
+        .error = res->err != UPSTREAM_OK ? res->message : NULL,
+        .record_content = c->snap->cfg->audit_content,
+        .audit = c->audit,
+    };
+    telemetry_exchange_done(&x);
+    buf_reset(&c->audited_body);
+}
+
 static void on_done(void *arg, upstream_call_t *call, const upstream_result_t *res)
 {
     chat_t *c = arg;
+    c->upstream_s += res->total_s;
+    report_exchange(c, call, res);
     c->call = NULL;
 
     if (c->streaming_upstream) {
@@ -503,7 +634,9 @@ static void next_target(chat_t *c)
 
 static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
 {
-    start_attempt(arg);
+    chat_t *c = arg;
+    c->waited_s += gateway_now() - c->wait_began;
+    start_attempt(c);
 }
 
 static void schedule_retry(chat_t *c)
@@ -518,6 +651,7 @@ static void schedule_retry(chat_t *c)
     if (c->timer == NULL)
         c->timer = evtimer_new(gateway_worker_base(c->worker), on_retry_timer, c);
     struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+    c->wait_began = gateway_now();
     evtimer_add(c->timer, &tv);
 }
 
@@ -625,6 +759,7 @@ static void start_attempt(chat_t *c)
     log_debug(c->rid, "attempt %d: %s/%s with key %s", c->attempt, t->provider->name, t->model,
               t->provider->keys[c->key_index].name);
 
+    c->attempt_unix = gateway_wall_now();
     c->call = upstream_start(gateway_worker_upstream(c->worker), &ureq, &upstream_cbs, c);
     if (c->call == NULL) {
         record_failure(c, 502, "api_error", "upstream_setup_failed",
@@ -637,6 +772,7 @@ static void on_admitted(void *arg)
 {
     chat_t *c = arg;
     c->waiter = NULL;
+    c->waited_s += gateway_now() - c->wait_began;
     limiter_wait_end(c->limiter);
     c->holds_slot = true;
     start_attempt(c);
@@ -668,6 +804,7 @@ static void begin_target(chat_t *c)
         limiter_wait_force(c->limiter);
     }
     log_debug(c->rid, "waiting for a slot of provider %s", p->name);
+    c->wait_began = gateway_now();
     c->waiter = gateway_worker_wait(c->worker, c->limiter, on_admitted, c);
 }
 
@@ -713,15 +850,33 @@ static int resolve_targets(chat_t *c)
     return 0;
 }
 
+/* True when a header's value means the given boolean ("true"/"1", "false"/"0"). */
+static bool header_is(const char *value, const char *boolean)
+{
+    if (value == NULL)
+        return false;
+    bool want = strcmp(boolean, "true") == 0;
+    return strcasecmp(value, boolean) == 0 || strcmp(value, want ? "1" : "0") == 0;
+}
+
 void chat_handle(http_request_t *req, gateway_worker_t *w, const char *request_id)
 {
     chat_t *c = xcalloc(1, sizeof(*c));
     c->http = req;
     c->worker = w;
     c->started_at = gateway_now();
+    c->started_unix = gateway_wall_now();
     c->key_index = -1;
     snprintf(c->rid, sizeof(c->rid), "%s", request_id);
     c->snap = gateway_snapshot_acquire();
+    metrics_gauge_add(METRICS_ACTIVE_REQUESTS, 1);
+
+    /* Content goes to the log unless switched off globally or by this request; the audit
+     * trail records when the configuration says so or the request opts in. */
+    const char *no_content = http_request_header(req, "x-gatehouse-log-content");
+    c->log_content = c->snap->cfg->logs_content && !header_is(no_content, "false");
+    c->audit = c->snap->cfg->audit_enabled ||
+               header_is(http_request_header(req, "x-gatehouse-audit"), "true");
 
     size_t len;
     const char *body = http_request_body(req, &len);

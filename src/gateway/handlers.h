@@ -17,6 +17,10 @@
 void chat_handle(http_request_t *req, gateway_worker_t *w, const char *request_id);
 /* GET /v1/models */
 void models_handle(http_request_t *req, gateway_worker_t *w, const char *request_id);
+/* GET /metrics */
+void metrics_handle(http_request_t *req, gateway_worker_t *w, const char *request_id);
+/* /api/...: the admin API, behind admin.token */
+void admin_handle(http_request_t *req, gateway_worker_t *w, const char *request_id);
 
 /* Answers with an OpenAI-shaped error and writes the access line. */
 void gateway_respond_error(http_request_t *req, const char *request_id, int status,
@@ -29,5 +33,7 @@ void gateway_access_log(const http_request_t *req, const char *request_id, int s
 
 /* Monotonic seconds. */
 double gateway_now(void);
+/* Wall-clock seconds since the epoch. */
+double gateway_wall_now(void);
 
 #endif

@@ -28,6 +28,7 @@
 #include "gateway/handlers.h"
 #include "http/server.h"
 #include "http/upstream.h"
+#include "telemetry/telemetry.h"
 #include "util/alloc.h"
 #include "util/log.h"
 
@@ -138,6 +139,13 @@ static uint64_t worker_random_u64(gateway_worker_t *w)
 double gateway_worker_random(gateway_worker_t *w)
 {
     return (double)(worker_random_u64(w) >> 11) / 9007199254740992.0; /* 2^53 */
+}
+
+double gateway_wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 double gateway_now(void)
@@ -273,6 +281,14 @@ static void dispatch(http_request_t *req, void *arg)
         respond_health(req, rid, started_at);
         return;
     }
+    if (is_get && strcmp(path, "/metrics") == 0) {
+        metrics_handle(req, w, rid);
+        return;
+    }
+    if (is_get && strncmp(path, "/api/", 5) == 0) {
+        admin_handle(req, w, rid);
+        return;
+    }
 
     char msg[300];
     snprintf(msg, sizeof(msg), "no route for %s %.200s", method, path);
@@ -403,6 +419,12 @@ int gateway_start(config_t *cfg, const gateway_opts_t *opts)
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
     ensure_data_dir(opts->data_dir);
+    if (telemetry_start(cfg, opts->data_dir) != 0) {
+        log_crit(NULL, "cannot start the request log or audit trail under %s (reason above);"
+                 " not starting", opts->data_dir);
+        config_release(cfg);
+        return -1;
+    }
     snapshot_install(cfg);
 
     const char *host = opts->host ? opts->host : cfg->host;
@@ -450,6 +472,7 @@ int gateway_reload(void)
     log_level_t level;
     if (cfg->log_level && log_parse_level(cfg->log_level, &level))
         log_set_level(level);
+    telemetry_reconfigure(cfg);
     snapshot_install(cfg);
     log_info(NULL, "configuration reloaded from %s: %zu providers", gw_opts.config_path,
              cfg->n_providers);
@@ -474,6 +497,7 @@ void gateway_stop(void)
     workers = NULL;
     n_workers = 0;
 
+    telemetry_stop();
     gateway_snapshot_release(current_snapshot);
     current_snapshot = NULL;
     limiter_registry_free();
