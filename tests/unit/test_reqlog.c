@@ -796,6 +796,8 @@ static void test_write_error_drops_and_recovers(void **state)
 
     sqlite3 *blocker = NULL;
     assert_int_equal(sqlite3_open(f->db, &blocker), SQLITE_OK);
+    /* The writer may be busy with its start-up retention pass: wait for the lock. */
+    sqlite3_busy_timeout(blocker, 10000);
     assert_int_equal(sqlite3_exec(blocker, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
     for (int i = 0; i < 3; i++)
         submit_bodies("lost", f->now, NULL, NULL);
