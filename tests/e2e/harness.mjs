@@ -148,8 +148,13 @@ process.on('exit', () => {
  *   replay      an existing replay server (else one is started and closed by stop())
  *   env         extra environment variables
  *   threads     worker threads (2)
- * Resolves to {url, baseURL, port, replay, config, configPath, client(), post(), get(),
- * stderr(), stop(), secrets}.
+ *   sections    extra top-level config sections (logs, audit, metrics, admin, ...), merged
+ *               into the generated config as they are
+ *   dir         run in this existing directory (gatehouse's cwd, holding config.json and
+ *               ./data) instead of a new temporary one; it is then not removed by stop()
+ *   keepDir     do not remove the temporary directory on stop() (the caller removes gw.dir)
+ * Resolves to {url, baseURL, port, replay, config, configPath, dir, dataDir, client(), post(),
+ * get(), stderr(), stop(), secrets}. dataDir is where gatehouse keeps its data (./data in dir).
  */
 export async function startGateway(opts = {}) {
     const bin = gatehouseBin();
@@ -163,8 +168,10 @@ export async function startGateway(opts = {}) {
         client: { drop_excess_requests: false, ...(opts.client ?? {}) },
         providers: Object.fromEntries(providersList),
         server: { ...(opts.server ?? {}) },
+        ...(opts.sections ?? {}),
     };
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-e2e-'));
+    const ownDir = !opts.dir;
+    const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-e2e-'));
     const configPath = path.join(dir, 'config.json');
     fs.writeFileSync(configPath, JSON.stringify(config, null, 2));
     const port = await freePort();
@@ -233,6 +240,8 @@ export async function startGateway(opts = {}) {
         replay,
         config,
         configPath,
+        dir,
+        dataDir: path.join(dir, 'data'),
         secrets: secretsOf(config),
         pid: child.pid,
         /** An official OpenAI client aimed at this gateway; no client-side retries. */
@@ -263,7 +272,7 @@ export async function startGateway(opts = {}) {
                     const e = await exited;
                     clearTimeout(timer);
                     if (ownReplay) await replay.close();
-                    fs.rmSync(dir, { recursive: true, force: true });
+                    if (ownDir && !opts.keepDir) fs.rmSync(dir, { recursive: true, force: true });
                     return { code: e.code, signal: e.signal, stderr };
                 })();
             }
