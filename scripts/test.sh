@@ -67,8 +67,10 @@ run_unit() { # target
     if [ -n "$line" ]; then
         p=$(sed -E 's/^unit: ([0-9]+) passed, ([0-9]+) failed.*/\1/' <<<"$line")
         f=$(sed -E 's/^unit: ([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
+        s=$(sed -nE 's/.* ([0-9]+) skipped.*/\1/p' <<<"$line")
         passed=$((passed + p))
         failed=$((failed + f))
+        skipped=$((skipped + ${s:-0}))
         [ "$f" -gt 0 ] && problems+=("$target: $f failed")
         if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
             note_failure "$target exited with status $rc"
