@@ -446,6 +446,28 @@ int gateway_start(config_t *cfg, const gateway_opts_t *opts)
 
 /* ---- control: reload and stop --------------------------------------------------------------- */
 
+/* The listener and the per-connection limits are set up when the workers start; a reload
+ * cannot change them. Say so rather than pretend. */
+static void warn_restart_only(const config_t *old, const config_t *cfg)
+{
+    const char *changed = NULL;
+    if (strcmp(old->host, cfg->host) != 0)
+        changed = "server.host";
+    else if (old->port != cfg->port)
+        changed = "server.port";
+    else if (old->threads != cfg->threads)
+        changed = "server.threads";
+    else if (old->max_body_bytes != cfg->max_body_bytes)
+        changed = "server.max_request_body_bytes";
+    else if (old->header_timeout_s != cfg->header_timeout_s)
+        changed = "server.header_timeout_seconds";
+    else if (old->idle_timeout_s != cfg->idle_timeout_s)
+        changed = "server.idle_timeout_seconds";
+    if (changed != NULL)
+        log_warn(NULL, "%s changed in %s; the server settings take effect after a restart, the"
+                 " rest of the file now", changed, gw_opts.config_path);
+}
+
 int gateway_reload(void)
 {
     if (gw_opts.config_path == NULL) {
@@ -469,6 +491,7 @@ int gateway_reload(void)
                   gw_opts.config_path);
         return -1;
     }
+    warn_restart_only(current_snapshot->cfg, cfg);
     log_level_t level;
     if (cfg->log_level && log_parse_level(cfg->log_level, &level))
         log_set_level(level);
