@@ -67,6 +67,13 @@ int mcp_server_session_create(const char *version, const char *client, double no
 bool mcp_server_session_touch(const char *id, double now, mcp_server_session_t *out);
 /* Records notifications/initialized. */
 void mcp_server_session_mark_initialized(const char *id);
+/* A new GET stream of the session takes over from the one before (a session has one stream
+ * for server-initiated messages, so that each message goes out once). Returns the stream's
+ * generation, never 0, or 0 when the session is unknown. */
+uint64_t mcp_server_session_claim_stream(const char *id);
+/* True while gen is the session's current stream (the session lives and no newer stream
+ * claimed it). */
+bool mcp_server_session_stream_current(const char *id, uint64_t gen);
 /* Ends a session; false when there was none. */
 bool mcp_server_session_delete(const char *id);
 size_t mcp_server_session_count(void);

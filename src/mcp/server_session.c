@@ -32,7 +32,8 @@
 typedef struct entry {
     struct entry *next; /* bucket chain */
     mcp_server_session_t s;
-    double last_used; /* monotonic seconds */
+    double last_used;    /* monotonic seconds */
+    uint64_t stream_gen; /* generation of the current GET stream; 0 = none yet */
 } entry_t;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -182,6 +183,28 @@ void mcp_server_session_mark_initialized(const char *id)
     if (*link != NULL)
         (*link)->s.initialized = true;
     pthread_mutex_unlock(&lock);
+}
+
+uint64_t mcp_server_session_claim_stream(const char *id)
+{
+    if (id == NULL)
+        return 0;
+    pthread_mutex_lock(&lock);
+    entry_t **link = find_link(id);
+    uint64_t gen = *link != NULL ? ++(*link)->stream_gen : 0;
+    pthread_mutex_unlock(&lock);
+    return gen;
+}
+
+bool mcp_server_session_stream_current(const char *id, uint64_t gen)
+{
+    if (id == NULL)
+        return false;
+    pthread_mutex_lock(&lock);
+    entry_t **link = find_link(id);
+    bool current = *link != NULL && (*link)->stream_gen == gen;
+    pthread_mutex_unlock(&lock);
+    return current;
 }
 
 bool mcp_server_session_delete(const char *id)

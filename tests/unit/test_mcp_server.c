@@ -653,7 +653,18 @@ static void test_sessions(void **state)
     assert_int_equal(mcp_server_session_count(), 1);
     assert_true(mcp_server_session_touch(a.id, 1150.0, NULL));
 
+    /* One GET stream per session: a newer one supersedes the older. */
+    uint64_t g1 = mcp_server_session_claim_stream(a.id);
+    assert_int_not_equal(g1, 0);
+    assert_true(mcp_server_session_stream_current(a.id, g1));
+    uint64_t g2 = mcp_server_session_claim_stream(a.id);
+    assert_int_not_equal(g2, g1);
+    assert_false(mcp_server_session_stream_current(a.id, g1));
+    assert_true(mcp_server_session_stream_current(a.id, g2));
+    assert_int_equal(mcp_server_session_claim_stream("0123456789abcdef0123456789abcdef"), 0);
+
     assert_true(mcp_server_session_delete(a.id));
+    assert_false(mcp_server_session_stream_current(a.id, g2));
     assert_false(mcp_server_session_delete(a.id));
     assert_false(mcp_server_session_touch(a.id, 1150.0, NULL));
     assert_int_equal(mcp_server_session_count(), 0);
