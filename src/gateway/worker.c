@@ -26,6 +26,7 @@
 
 #include "dialects/openai.h"
 #include "gateway/handlers.h"
+#include "gateway/mcp_endpoint.h"
 #include "http/server.h"
 #include "http/upstream.h"
 #include "telemetry/telemetry.h"
@@ -275,6 +276,10 @@ static void dispatch(http_request_t *req, void *arg)
     if (is_get && (strcmp(path, "/v1/models") == 0 || strcmp(path, "/models") == 0)) {
         gateway_access_log(req, rid, 200, NULL, started_at, 0, 0);
         models_handle(req, w, rid);
+        return;
+    }
+    if (strcmp(path, "/mcp") == 0) {
+        mcp_endpoint_handle(req, w, rid);
         return;
     }
     if (is_get && strcmp(path, "/health") == 0) {
