@@ -1,5 +1,5 @@
 /*
- * main.c - the gatehouse command line: serve, check-config, audit, --help, --version.
+ * main.c - the gatehouse command line: serve, check-config, audit, mcp, --help, --version.
  *
  * `serve` loads the configuration (a file, or the environment when no file is given), starts
  * the worker threads (gateway/worker.c) and runs the control loop on this thread until SIGTERM
@@ -13,6 +13,7 @@
 #include "config/check.h"
 #include "config/config.h"
 #include "gateway/gateway.h"
+#include "mcp/cli.h"
 #include "telemetry/audit.h"
 #include "util/alloc.h"
 #include "util/log.h"
@@ -29,6 +30,8 @@ static void print_usage(FILE *out)
             "  gatehouse audit verify DIR           check the audit trail's hash chain\n"
             "  gatehouse audit show REQUEST_ID [--data-dir DIR]\n"
             "                                       print the upstream exchanges of a request\n"
+            "  gatehouse mcp list URL|--config FILE list an MCP server's tools (--help: options)\n"
+            "  gatehouse mcp call URL TOOL [JSON]   call one tool and print its result\n"
             "  gatehouse --help | --version\n"
             "\n"
             "serve options:\n"
@@ -185,6 +188,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "audit") == 0)
         return cmd_audit(argc - 1, argv + 1);
+    if (strcmp(cmd, "mcp") == 0)
+        return mcp_cli_main(argc - 1, argv + 1);
 
     fprintf(stderr, "gatehouse: unknown command '%s' (try --help)\n", cmd);
     return 2;
