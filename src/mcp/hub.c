@@ -27,6 +27,9 @@
  * the current one only when it differs, and then subscribers are woken on their own loops.
  * A client that goes down keeps its tools in the catalog with available = false.
  *
+ * Metrics and request-log rows of tool calls are recorded by the callers (the execute endpoint,
+ * agent mode, Code Mode), which know on whose behalf a call ran; the hub only logs failures.
+ *
  * Stopping. Calls still in flight fail with MCP_ERR_UNAVAILABLE, clients are freed (stdio
  * servers get SIGTERM), and the thread keeps its loop running until the servers are reaped
  * and the last HTTP exchange (a session DELETE) is done, for at most STOP_GRACE_MS. Only then
@@ -49,7 +52,6 @@
 #include "mcp/filter.h"
 #include "mcp/hub_internal.h"
 #include "mcp/jsonrpc.h"
-#include "telemetry/metrics.h"
 #include "util/alloc.h"
 #include "util/log.h"
 
@@ -436,10 +438,6 @@ static void call_finish(mcp_hub_call_t *call, const json_t *result, const mcp_er
         call->err.data = json_incref(err->data);
     }
     log_outcome(call);
-    if (call->tool != NULL) {
-        bool ok = !call->failed && !json_is_true(json_object_get(call->result, "isError"));
-        metrics_tool_call(call->client, call->tool, ok, call->duration_s);
-    }
     deliver(call);
 }
 

@@ -1,0 +1,387 @@
+/*
+ * tool_execute.c - POST /v1/mcp/tool/execute (contract in tool_execute.h).
+ *
+ * One exec_t lives for one request, on the worker that received it:
+ *
+ *   parse the body (chat or Responses shape) and the arguments
+ *     -> look the exposed name up in the catalog; check the request's filter headers and the
+ *        client's state
+ *     -> queue the call on the tool hub; the answer comes back on this worker's loop
+ *     -> map the CallToolResult (mcp/content.h) or the error to the answer
+ *
+ * The request is finished exactly once, by exec_end, which writes the access line first: a
+ * finished request whose client has gone is freed at once. When the client disconnects while
+ * the call runs, the hub call is cancelled (the server gets notifications/cancelled and our
+ * callback is guaranteed not to run) and the request ends with 499.
+ */
+#include "gateway/tool_execute.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "dialects/openai.h"
+#include "gateway/handlers.h"
+#include "mcp/content.h"
+#include "mcp/filter.h"
+#include "mcp/hub.h"
+#include "telemetry/metrics.h"
+#include "telemetry/reqlog.h"
+#include "util/alloc.h"
+#include "util/buf.h"
+#include "util/log.h"
+
+typedef struct exec {
+    http_request_t *http;
+    gateway_worker_t *worker;
+    char rid[GATEWAY_REQUEST_ID_MAX];
+    double started_at;
+    bool responses;       /* ?format=responses: Responses API shapes in and out */
+    char *call_id;        /* the tool call's id (chat "id", Responses "call_id") */
+    char *exposed;        /* the tool's exposed name */
+    char *client;         /* its MCP client */
+    char *tool;           /* its name on the server */
+    char *arguments;      /* as sent (JSON text) for the request log, or NULL */
+    bool log_content;     /* arguments and result go to the request log */
+    double started_unix;  /* wall clock at arrival */
+    mcp_hub_call_t *call; /* while the hub runs it */
+} exec_t;
+
+/* A failure found while reading the request: status, message and the error's param and code. */
+typedef struct exec_error {
+    int status;
+    char message[512];
+    const char *param;
+    const char *code;
+} exec_error_t;
+
+static int set_error(exec_error_t *err, int status, const char *param, const char *code,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int set_error(exec_error_t *err, int status, const char *param, const char *code,
+                     const char *fmt, ...)
+{
+    err->status = status;
+    err->param = param;
+    err->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+/* ---- ending the request --------------------------------------------------------------------- */
+
+static void exec_free(exec_t *e)
+{
+    free(e->call_id);
+    free(e->exposed);
+    free(e->client);
+    free(e->tool);
+    free(e->arguments);
+    free(e);
+}
+
+/* Writes the access line, answers and frees everything. */
+static void exec_end(exec_t *e, int status, const char *body, size_t len, bool tool_error)
+{
+    gateway_access_log(e->http, e->rid, status, NULL, e->started_at, 0, 0);
+    http_response_header(e->http, "x-request-id", e->rid);
+    if (e->client != NULL)
+        http_response_header(e->http, "x-gatehouse-mcp-client", e->client);
+    if (status == 200)
+        http_response_header(e->http, "x-gatehouse-tool-error", tool_error ? "true" : "false");
+    http_respond(e->http, status, "application/json", body, len);
+    exec_free(e);
+}
+
+static void exec_fail(exec_t *e, const exec_error_t *err)
+{
+    log_info(e->rid, "tool execution %s answered %d: %s", e->exposed ? e->exposed : "-",
+             err->status, err->message);
+    buf_t body = BUF_INIT;
+    dialect_openai_error(&body, err->message, dialect_openai_error_type(err->status), err->param,
+                         err->code);
+    exec_end(e, err->status, body.data, body.len, false);
+    buf_free(&body);
+}
+
+/* ---- reading the request -------------------------------------------------------------------- */
+
+/* True when the query string asks for the Responses shapes; sets err for an unknown format. */
+static int read_format(exec_t *e, exec_error_t *err)
+{
+    const char *q = http_request_query(e->http);
+    while (q != NULL && *q != '\0') {
+        const char *end = strchr(q, '&');
+        size_t n = end != NULL ? (size_t)(end - q) : strlen(q);
+        if (n >= 7 && strncmp(q, "format=", 7) == 0) {
+            const char *v = q + 7;
+            size_t vn = n - 7;
+            if (vn == 9 && strncmp(v, "responses", 9) == 0)
+                e->responses = true;
+            else if (!(vn == 4 && strncmp(v, "chat", 4) == 0))
+                return set_error(err, 400, "format", "invalid_value",
+                                 "unknown format %.*s: use format=chat or format=responses",
+                                 (int)(vn > 40 ? 40 : vn), v);
+        }
+        q = end != NULL ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Turns "arguments" (absent, a JSON string of an object, or an object) into an object (new
+ * reference in *out). */
+static int read_arguments(const json_t *v, const char *param, json_t **out, exec_error_t *err)
+{
+    if (v == NULL || json_is_null(v)) {
+        *out = json_object();
+        return 0;
+    }
+    if (json_is_object(v)) {
+        *out = json_incref((json_t *)v);
+        return 0;
+    }
+    if (!json_is_string(v))
+        return set_error(err, 400, param, "invalid_type",
+                         "%s must be a JSON object, as a string or an object", param);
+
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+    size_t i = 0;
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        i++;
+    if (i == len) { /* models send "" for a tool without parameters */
+        *out = json_object();
+        return 0;
+    }
+    json_error_t jerr;
+    json_t *parsed = json_loadb(s, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (parsed == NULL)
+        return set_error(err, 400, param, "invalid_json",
+                         "%s is not valid JSON (line %d, column %d): %s", param, jerr.line,
+                         jerr.column, jerr.text);
+    if (!json_is_object(parsed)) {
+        json_decref(parsed);
+        return set_error(err, 400, param, "invalid_type", "%s must encode a JSON object", param);
+    }
+    *out = parsed;
+    return 0;
+}
+
+static const char *str_field(const json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s != NULL && *s != '\0' ? s : NULL;
+}
+
+/* Reads the tool call from the body; sets e->call_id and e->exposed and *args. */
+static int read_call(exec_t *e, const json_t *root, json_t **args, exec_error_t *err)
+{
+    if (!json_is_object(root))
+        return set_error(err, 400, NULL, "invalid_type", "the body must be a JSON object");
+
+    const char *want_type = e->responses ? "function_call" : "function";
+    const json_t *type = json_object_get(root, "type");
+    if (type != NULL && !(json_is_string(type) && strcmp(json_string_value(type), want_type) == 0))
+        return set_error(err, 400, "type", "invalid_value", "type must be \"%s\"", want_type);
+
+    const char *id_field = e->responses ? "call_id" : "id";
+    const char *id = str_field(root, id_field);
+    if (id == NULL)
+        return set_error(err, 400, id_field, "missing_field", "%s is required (a non-empty string)",
+                         id_field);
+
+    const json_t *fn = root;
+    const char *name_param = "name";
+    const char *args_param = "arguments";
+    if (!e->responses) {
+        fn = json_object_get(root, "function");
+        name_param = "function.name";
+        args_param = "function.arguments";
+        if (!json_is_object(fn))
+            return set_error(err, 400, "function", "missing_field",
+                             "function is required: {\"name\", \"arguments\"}");
+    }
+    const char *name = str_field(fn, "name");
+    if (name == NULL)
+        return set_error(err, 400, name_param, "missing_field",
+                         "%s is required (the tool's exposed name)", name_param);
+
+    e->call_id = xstrdup(id);
+    e->exposed = xstrdup(name);
+    return read_arguments(json_object_get(fn, "arguments"), args_param, args, err);
+}
+
+static const char *header_of(void *arg, const char *name)
+{
+    return http_request_header(arg, name);
+}
+
+/* Finds the tool and checks that this request may run it now; sets e->client and e->tool. */
+static int resolve_tool(exec_t *e, exec_error_t *err)
+{
+    mcp_catalog_t *cat = mcp_hub_catalog();
+    const mcp_tool_t *t = mcp_catalog_find(cat, e->exposed);
+    mcp_filter_t filter = MCP_FILTER_INIT;
+    mcp_filter_from_headers(&filter, header_of, e->http);
+    const char *param = e->responses ? "name" : "function.name";
+    int rc = 0;
+    if (t == NULL) {
+        rc = set_error(err, 404, param, "tool_not_found", "no MCP tool named %.200s", e->exposed);
+    } else if (!mcp_filter_allows_tool(&filter, t)) {
+        rc = set_error(err, 403, param, "tool_not_allowed",
+                       "tool %.200s is not allowed by this request's MCP filter headers",
+                       e->exposed);
+    } else if (!t->available) {
+        rc = set_error(err, 503, NULL, "mcp_client_unavailable",
+                       "MCP client %.200s is not connected; tool %.200s cannot run now", t->client,
+                       e->exposed);
+    }
+    if (t != NULL) {
+        e->client = xstrdup(t->client);
+        e->tool = xstrdup(t->name);
+    }
+    mcp_filter_free(&filter);
+    mcp_catalog_release(cat);
+    return rc;
+}
+
+/* ---- what the call leaves behind ------------------------------------------------------------- */
+
+/* The tool call's metrics and request-log row (source "client"); result or error, not both. */
+static void record_call(exec_t *e, const json_t *result, const char *error, double duration_s)
+{
+    bool ok = error == NULL && !json_is_true(json_object_get(result, "isError"));
+    char *result_text = e->log_content && result != NULL ? json_dumps(result, JSON_COMPACT) : NULL;
+    reqlog_tool_call_t row = {
+        .request_id = e->rid,
+        .source = "client",
+        .mcp_client = e->client,
+        .tool = e->tool,
+        .started_unix = e->started_unix,
+        .duration_s = duration_s,
+        .ok = ok,
+        .error = error != NULL ? error
+                 : ok          ? NULL
+                               : "the tool reported an error (isError)",
+        .arguments = e->log_content ? e->arguments : NULL,
+        .result = result_text,
+    };
+    reqlog_submit_tool(&row);
+    metrics_tool_call(e->client, e->tool, ok, duration_s);
+    free(result_text);
+}
+
+/* ---- the answer ----------------------------------------------------------------------------- */
+
+static void answer_error(exec_t *e, const mcp_error_t *me)
+{
+    exec_error_t err;
+    switch (me->code) {
+    case MCP_ERR_TIMEOUT:
+        set_error(&err, 504, NULL, "mcp_tool_timeout", "%s", me->message);
+        break;
+    case MCP_ERR_UNAVAILABLE:
+        set_error(&err, 503, NULL, "mcp_client_unavailable", "%s", me->message);
+        break;
+    case MCP_ERR_TRANSPORT:
+        set_error(&err, 502, NULL, "mcp_transport_error", "%s", me->message);
+        break;
+    default:
+        set_error(&err, 502, NULL, "mcp_server_error",
+                  "MCP server %.100s answered tool %.100s with error %d: %.250s", e->client,
+                  e->tool, me->code, me->message);
+        break;
+    }
+    exec_fail(e, &err);
+}
+
+static void on_done(void *arg, const mcp_hub_result_t *res)
+{
+    exec_t *e = arg;
+    e->call = NULL;
+    record_call(e, res->result, res->err != NULL ? res->err->message : NULL, res->duration_s);
+    if (res->err != NULL) {
+        answer_error(e, res->err);
+        return;
+    }
+    bool is_error = false;
+    json_t *msg = e->responses ? mcp_content_responses_output(res->result, e->call_id, &is_error)
+                               : mcp_content_tool_message(res->result, e->call_id, &is_error);
+    char *body = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    if (is_error)
+        log_info(e->rid, "tool %s reported an error; passed on as its result", e->exposed);
+    exec_end(e, 200, body, strlen(body), is_error);
+    free(body);
+}
+
+static void on_client_close(http_request_t *req, void *arg)
+{
+    exec_t *e = arg;
+    log_info(e->rid, "client disconnected; cancelling tool call %s", e->exposed);
+    mcp_hub_cancel(e->call);
+    record_call(e, NULL, "cancelled: the client disconnected", gateway_now() - e->started_at);
+    e->call = NULL;
+    exec_end(e, 499, "", 0, false);
+}
+
+/* ---- entry ---------------------------------------------------------------------------------- */
+
+static int start(exec_t *e, exec_error_t *err)
+{
+    if (read_format(e, err) != 0)
+        return err->status;
+
+    size_t len;
+    const char *body = http_request_body(e->http, &len);
+    json_error_t jerr;
+    json_t *root = json_loadb(body != NULL ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL)
+        return set_error(err, 400, NULL, "invalid_json",
+                         "the body is not valid JSON (line %d, column %d): %s", jerr.line,
+                         jerr.column, jerr.text);
+
+    json_t *args = NULL;
+    int rc = read_call(e, root, &args, err);
+    json_decref(root);
+    if (rc == 0)
+        rc = resolve_tool(e, err);
+    if (rc != 0) {
+        json_decref(args);
+        return rc;
+    }
+
+    log_debug(e->rid, "running tool %s (%s of MCP client %s)", e->exposed, e->tool, e->client);
+    if (e->log_content)
+        e->arguments = json_dumps(args, JSON_COMPACT);
+    e->call = mcp_hub_call_tool(gateway_worker_base(e->worker), e->client, e->tool, args, e->rid,
+                                on_done, e);
+    http_request_on_close(e->http, on_client_close, e);
+    return 0;
+}
+
+void tool_execute_handle(http_request_t *req, gateway_worker_t *w, const char *request_id)
+{
+    exec_t *e = xcalloc(1, sizeof(*e));
+    e->http = req;
+    e->worker = w;
+    e->started_at = gateway_now();
+    e->started_unix = gateway_wall_now();
+    snprintf(e->rid, sizeof(e->rid), "%s", request_id);
+
+    /* Arguments and results go to the request log under the same switches as chat bodies. */
+    gateway_snapshot_t *snap = gateway_snapshot_acquire();
+    const char *no_content = http_request_header(req, "x-gatehouse-log-content");
+    e->log_content = snap->cfg->logs_content &&
+                     !(no_content != NULL &&
+                       (strcasecmp(no_content, "false") == 0 || strcmp(no_content, "0") == 0));
+    gateway_snapshot_release(snap);
+
+    exec_error_t err;
+    if (start(e, &err) != 0)
+        exec_fail(e, &err);
+}
