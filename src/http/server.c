@@ -33,6 +33,12 @@
  * http_respond call. Nothing here frees a connection synchronously except from a libevent
  * callback of that connection, from the last step of a DEAD request, or from http_server_free.
  *
+ * Writing: the bufferevent's write event is armed only while output must wait for a later
+ * loop turn (a stream's head and chunks, a 100 Continue, a response the socket could not take
+ * whole, a connection closing). A finished response on a keep-alive connection, the common
+ * case, is written at once from http_req_finish: arming and disarming the write event around
+ * every response would cost two epoll_ctl calls and a loop turn of latency per request.
+ *
  * Ownership: the server owns the listening socket from http_server_new on (also when that call
  * fails) and closes it on drain or free.
  */
@@ -158,12 +164,38 @@ static void req_uncount(http_conn_t *c)
     }
 }
 
+/* ---- the connection: writing ----------------------------------------------------------------- */
+
+void http_conn_want_write(http_conn_t *c)
+{
+    bufferevent_enable(c->bev, EV_WRITE);
+}
+
+/* Writes the queued output now; whatever the socket does not take (or an error, which the
+ * bufferevent then reports through conn_event_cb) is left to the write event. A socket
+ * bufferevent keeps the front of its output frozen so that only its own write callback drains
+ * it; we unfreeze it for the one write, as that callback does. */
+static void conn_write_now(http_conn_t *c)
+{
+    struct evbuffer *out = http_conn_output(c);
+    if (evbuffer_get_length(out) == 0)
+        return;
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write(out, bufferevent_getfd(c->bev));
+    evbuffer_freeze(out, 1);
+    if (n < 0 || evbuffer_get_length(out) > 0)
+        http_conn_want_write(c);
+    else
+        bufferevent_disable(c->bev, EV_WRITE); /* a stream may have left it armed */
+}
+
 /* ---- the connection: finishing and closing --------------------------------------------------- */
 
 /* Moves to CLOSING: no more requests are read, and the connection closes once the output is
  * flushed. Never frees synchronously, so callers may go on touching the connection. */
 static void conn_close_after_flush(http_conn_t *c)
 {
+    http_conn_want_write(c); /* the write callback closes once the output is flushed */
     c->state = CONN_CLOSING;
     c->close_after = true;
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -232,6 +264,7 @@ void http_req_finish(http_request_t *req)
     }
 
     c->state = CONN_IDLE;
+    conn_write_now(c);
     http_conn_arm(c, c->srv->opts.idle_timeout_ms);
     /* Inside conn_parse the loop goes on by itself; otherwise wake it for pipelined bytes. */
     if (!c->in_parse && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
@@ -362,6 +395,8 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
         return;
 
+    if (c->state != CONN_CLOSING && c->state != CONN_LINGER)
+        bufferevent_disable(bev, EV_WRITE); /* flushed: nothing waits for the socket */
     if (c->state == CONN_CLOSING)
         conn_on_flushed(c);
     else if (c->state == CONN_IDLE && evbuffer_get_length(bufferevent_get_input(bev)) > 0)
@@ -463,7 +498,9 @@ static http_conn_t *conn_new(http_server_t *srv, evutil_socket_t fd, const struc
     c->state = CONN_IDLE;
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_INPUT_HIGH);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* EV_WRITE (on by default in a new bufferevent) only while output waits: see "Writing" */
+    bufferevent_disable(c->bev, EV_WRITE);
+    bufferevent_enable(c->bev, EV_READ);
     http_conn_arm(c, srv->opts.idle_timeout_ms);
 
     c->next = srv->conns;

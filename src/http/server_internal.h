@@ -120,6 +120,10 @@ void http_conn_arm(http_conn_t *c, int ms);
 void http_conn_begin_request(http_conn_t *c);
 /* The owner finished the request: free a DEAD connection, close or wait for the next one. */
 void http_req_finish(http_request_t *req);
+/* Output was queued that must go out on a later loop turn (a stream's head and chunks, an
+ * interim 100 Continue): arm the bufferevent's write event. Whole responses are written at
+ * once by http_req_finish instead (see "Writing" in server.c). */
+void http_conn_want_write(http_conn_t *c);
 
 /* ---- server_request.c ------------------------------------------------------------------------ */
 

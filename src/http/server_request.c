@@ -266,7 +266,10 @@ static int on_headers_complete(http_parser *p)
     if (has_length)
         buf_reserve(&req->body, (size_t)p->content_length);
     if (req_expects_continue(req, p))
+    {
         evbuffer_add(http_conn_output(c), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        http_conn_want_write(c);
+    }
     return 0;
 }
 
@@ -487,6 +490,7 @@ void http_stream_start(http_request_t *req, int status, const char *content_type
     if (content_type != NULL && strncasecmp(content_type, "text/event-stream", 17) == 0)
         buf_appends(&req->resp_hdrs, "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
     http_conn_send_head(c, status, content_type, fr, 0);
+    http_conn_want_write(c);
 }
 
 size_t http_stream_write(http_request_t *req, const char *data, size_t len)
@@ -508,6 +512,8 @@ size_t http_stream_write(http_request_t *req, const char *data, size_t len)
         evbuffer_add(out, data, len);
         if (req->is_chunked)
             evbuffer_add(out, "\r\n", 2);
+        /* Chunks added in the same loop turn leave together in one write. */
+        http_conn_want_write(req->conn);
     }
     return evbuffer_get_length(out);
 }
