@@ -22,6 +22,7 @@
  *         "custom_provider_config": {"base_provider_type": "openai"}
  *       }
  *     },
+ *     "mcp": {"client_configs": [...], "tool_manager_config": {...}, "server": {"tokens": []}},
  *     "server": {"host": "0.0.0.0", "port": 8080, "threads": 0, "max_request_body_bytes": ...,
  *                "header_timeout_seconds": 30, "idle_timeout_seconds": 60,
  *                "shutdown_timeout_seconds": 30, "log_level": "info"}
@@ -83,6 +84,41 @@ typedef struct config_provider {
     json_t *extra_headers;      /* object of header name -> string value; owned */
 } config_provider_t;
 
+/* ---- MCP: the "mcp" section (parsed by config/mcp.c; docs/configuration.md) --------------- */
+
+typedef enum config_mcp_connection {
+    CONFIG_MCP_STDIO = 0, /* a child process speaking on stdin/stdout */
+    CONFIG_MCP_HTTP,      /* Streamable HTTP */
+    CONFIG_MCP_SSE,       /* the legacy HTTP+SSE transport */
+} config_mcp_connection_t;
+
+/* How Code Mode lays out its stub files: one per server, or one per tool. */
+typedef enum config_mcp_binding {
+    CONFIG_MCP_BINDING_SERVER = 0,
+    CONFIG_MCP_BINDING_TOOL,
+} config_mcp_binding_t;
+
+/* One entry of mcp.client_configs. Every array is NULL-terminated and never NULL itself, so
+ * that it can be handed to mcp_client_opts_t and the tool hub as it is. */
+typedef struct config_mcp_client {
+    char *name;                       /* letters, digits, '_' and '-'; unique */
+    config_mcp_connection_t connection_type;
+    char *command;                    /* stdio: program to run; NULL otherwise */
+    char **args;                      /* stdio: its arguments */
+    char **envs;                      /* stdio: names of the variables passed through */
+    char *url;                        /* http, sse: connection_string, env. resolved */
+    char **headers;                   /* http, sse: "Name: value" lines, env. resolved; may
+                                       * hold credentials: never logged, wiped on free */
+    char **tools_to_execute;          /* {"*"} = every tool; {} (also when absent) = none */
+    char **tools_to_auto_execute;     /* same syntax; never more than tools_to_execute */
+    bool is_code_mode_client;
+} config_mcp_client_t;
+
+/* MCP defaults, for the docs and for code that finds a field at 0 (a snapshot built from the
+ * environment alone has no "mcp" section). */
+#define CONFIG_MCP_DEFAULT_TOOL_TIMEOUT_S 30
+#define CONFIG_MCP_DEFAULT_MAX_AGENT_DEPTH 10
+
 typedef struct config {
     int refcount;                 /* atomic; see config_retain */
     char *source;                 /* file path, or "environment" */
@@ -114,6 +150,17 @@ typedef struct config {
     bool audit_content;               /* record body bytes (true) or only their SHA-256 */
     bool metrics_enabled;             /* serve GET /metrics */
     char *admin_token;                /* bearer token of the admin API (/api/...); NULL = off */
+
+    /* ---- MCP: the "mcp" section (config/mcp.c). A field at 0 means its default. ---- */
+    config_mcp_client_t *mcp_clients; /* mcp.client_configs, in file order */
+    size_t n_mcp_clients;
+    int mcp_tool_execution_timeout_s; /* per tool call; 0 = CONFIG_MCP_DEFAULT_TOOL_TIMEOUT_S */
+    int mcp_max_agent_depth;          /* model rounds in agent mode; 0 = the default (10) */
+    config_mcp_binding_t mcp_code_mode_binding; /* "server" (the default) or "tool" */
+    char **mcp_server_tokens;         /* bearer tokens of gatehouse's own /mcp, env. resolved,
+                                       * NULL-terminated; NULL when none is configured */
+    size_t n_mcp_server_tokens;
+    /* ---- end of MCP ---- */
 } config_t;
 
 /* Problems found while loading; each names the JSON path it is about ("providers.openai.keys[0]
@@ -150,5 +197,11 @@ void config_release(config_t *cfg);
 const config_provider_t *config_find_provider(const config_t *cfg, const char *name);
 /* True when the key's allow-list permits the model (model without provider prefix). */
 bool config_key_allows(const config_key_t *key, const char *model);
+
+/* MCP (config/mcp.c). config_mcp_load reads root's "mcp" section into cfg, reporting every
+ * problem with its JSON path; config_load_json calls it. config_mcp_free releases the MCP
+ * fields and leaves them empty, so calling it twice is harmless. */
+void config_mcp_load(json_t *root, config_t *cfg, config_report_t *report);
+void config_mcp_free(config_t *cfg);
 
 #endif

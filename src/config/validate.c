@@ -152,11 +152,11 @@ static void check_fields(loader_t *ld, json_t *obj, const char *const *used,
 }
 
 static const char *const root_used[] = {"$schema", "server",  "client", "providers", "logs",
-                                        "audit",   "metrics", "admin",  NULL};
+                                        "audit",   "metrics", "admin",  "mcp",       NULL};
 static const char *const root_ignored[] = {
     "encryption_key", "governance", "guardrails_config", "config_store", "logs_store",
-    "vector_store",   "plugins",    "framework",         "mcp",          "websocket",
-    "cluster_config", NULL,
+    "vector_store",   "plugins",    "framework",         "websocket",    "cluster_config",
+    NULL,
 };
 
 static const char *const server_used[] = {
@@ -1008,9 +1008,11 @@ config_t *config_load_json(json_t *root, const char *source, config_report_t *re
     load_metrics(&ld, cfg, root);
     load_admin(&ld, cfg, root);
     load_providers(&ld, cfg, root);
+    config_mcp_load(root, cfg, report);
     buf_free(&ld.path);
 
     if (report->n_errors != errors_before) {
+        config_mcp_free(cfg); /* config_free does not know the MCP fields */
         config_release(cfg);
         return NULL;
     }
