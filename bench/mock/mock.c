@@ -40,7 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MOCK_MAX_SIZE (64u * 1024 * 1024) /* largest text an answer may carry */
+#define MOCK_MAX_SIZE (1024u * 1024) /* largest text an answer may carry (1 MiB) */
 #define MOCK_MAX_CHUNKS 100000
 
 typedef struct mock_params {
