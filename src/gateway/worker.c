@@ -27,6 +27,8 @@
 #include "dialects/openai.h"
 #include "gateway/handlers.h"
 #include "gateway/mcp_endpoint.h"
+#include "gateway/mcp_setup.h"
+#include "gateway/tool_execute.h"
 #include "http/server.h"
 #include "http/upstream.h"
 #include "telemetry/telemetry.h"
@@ -282,6 +284,14 @@ static void dispatch(http_request_t *req, void *arg)
         mcp_endpoint_handle(req, w, rid);
         return;
     }
+    if (strcmp(path, TOOL_EXECUTE_PATH) == 0) {
+        if (is_post)
+            tool_execute_handle(req, w, rid);
+        else
+            gateway_respond_error(req, rid, 405, "use POST for " TOOL_EXECUTE_PATH, NULL,
+                                  "method_not_allowed");
+        return;
+    }
     if (is_get && strcmp(path, "/health") == 0) {
         respond_health(req, rid, started_at);
         return;
@@ -431,6 +441,7 @@ int gateway_start(config_t *cfg, const gateway_opts_t *opts)
         return -1;
     }
     snapshot_install(cfg);
+    mcp_setup_start(cfg);
 
     const char *host = opts->host ? opts->host : cfg->host;
     int port = opts->port >= 0 ? opts->port : cfg->port;
@@ -501,6 +512,7 @@ int gateway_reload(void)
     if (cfg->log_level && log_parse_level(cfg->log_level, &level))
         log_set_level(level);
     telemetry_reconfigure(cfg);
+    mcp_setup_reload(cfg);
     snapshot_install(cfg);
     log_info(NULL, "configuration reloaded from %s: %zu providers", gw_opts.config_path,
              cfg->n_providers);
@@ -519,6 +531,9 @@ void gateway_stop(void)
     }
     for (int i = 0; i < n_workers; i++)
         pthread_join(workers[i].thread, NULL);
+    /* The hub goes after the workers have drained (their requests may wait for tool calls)
+     * and before their loops are freed (a result still in flight is delivered to one). */
+    mcp_setup_stop();
     for (int i = 0; i < n_workers; i++)
         worker_free(&workers[i]);
     free(workers);
