@@ -297,6 +297,27 @@ test('a client that leaves cancels the call; the gateway goes on', { skip: SKIP 
     assert.equal(ok.status, 200, ok.text);
 });
 
+test('reload: new tools_to_execute apply and removed clients go', { skip: SKIP }, async () => {
+    const config = JSON.parse(fs.readFileSync(gw.configPath, 'utf8'));
+    const clients = config.mcp.client_configs;
+    clients.find((c) => c.name === 'limited').tools_to_execute = ['echo', 'get-sum'];
+    config.mcp.client_configs = clients.filter((c) => c.name !== 'memory');
+    fs.writeFileSync(gw.configPath, JSON.stringify(config, null, 2));
+    process.kill(gw.pid, 'SIGHUP');
+
+    const sum = await waitForTool('limited-get-sum', { a: 1, b: 2 });
+    assert.equal(sum.json.content, textOf(await sdk.callTool({ name: 'get-sum', arguments: { a: 1, b: 2 } })));
+    const deadline = Date.now() + 30000;
+    let gone = await exec(call('memory-read_graph', {}));
+    while (gone.status !== 404 && Date.now() < deadline) {
+        await sleep(100);
+        gone = await exec(call('memory-read_graph', {}));
+    }
+    assert.equal(gone.status, 404, gone.text);
+    const still = await exec(call('everything-echo', { message: 'kept' }));
+    assert.equal(still.status, 200, still.text);
+});
+
 test('GET is not allowed', { skip: SKIP }, async () => {
     const res = await gw.get(PATH);
     assert.equal(res.status, 405, res.text);
