@@ -193,8 +193,7 @@ static bool sse_send(http_request_t *req, const json_t *msg)
 
 static void sse_start(http_request_t *req, const char *rid)
 {
-    http_response_header(req, "x-request-id", rid);
-    http_response_header(req, "cache-control", "no-cache");
+    http_response_header(req, "x-request-id", rid); /* the server adds the no-cache headers */
     http_stream_start(req, 200, "text/event-stream");
 }
 
@@ -271,8 +270,8 @@ static void broadcast(const station_t *from, letter_kind_t kind, const char *ses
  * peers only. */
 static const char *const *required_tokens(const config_t *cfg, size_t *n)
 {
-    *n = 0;
-    return NULL;
+    *n = cfg->mcp_server_tokens != NULL ? cfg->n_mcp_server_tokens : 0;
+    return (const char *const *)cfg->mcp_server_tokens;
 }
 
 /* Origin and bearer token. Answers and returns false when the request may not go on. */
