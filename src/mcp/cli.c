@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/config.h"
 #include "http/upstream.h"
 #include "mcp/client.h"
 #include "mcp/content.h"
@@ -53,6 +54,7 @@ struct cli {
     json_t *arguments; /* call; owned */
     struct event_base *base;
     upstream_pool_t *pool;
+    config_t *cfg; /* --config: the loaded file, whose strings the servers borrow */
     cli_server_t *servers;
     size_t n_servers;
     size_t unfinished;
@@ -206,6 +208,8 @@ static void cli_teardown(cli_t *cli)
         event_base_free(cli->base);
     }
     json_decref(cli->arguments);
+    if (cli->cfg != NULL)
+        config_release(cli->cfg);
 }
 
 /* ---- printing ------------------------------------------------------------------------------- */
@@ -375,11 +379,54 @@ static int server_from_url(cli_t *cli, const cli_args_t *a, const char *url)
     return 0;
 }
 
-/* Every client of a configuration file's "mcp" section. */
+static mcp_transport_t transport_of(config_mcp_connection_t c)
+{
+    switch (c) {
+    case CONFIG_MCP_HTTP:
+        return MCP_TRANSPORT_HTTP;
+    case CONFIG_MCP_SSE:
+        return MCP_TRANSPORT_SSE;
+    case CONFIG_MCP_STDIO:
+        break;
+    }
+    return MCP_TRANSPORT_STDIO;
+}
+
+/* Every client of a configuration file's "mcp" section. The configuration stays loaded (in
+ * cli->cfg) while the servers borrow its strings. -2 when it cannot be loaded (said why). */
 static int servers_from_config(cli_t *cli, const char *path)
 {
-    fprintf(stderr, "gatehouse mcp: --config %s: this build reads no \"mcp\" section yet\n", path);
-    return -2;
+    config_report_t report;
+    config_report_init(&report);
+    cli->cfg = config_load_file(path, &report);
+    for (size_t i = 0; i < report.count; i++) {
+        if (report.items[i].is_error)
+            fprintf(stderr, "gatehouse mcp: %s: %s: %s\n", path, report.items[i].path,
+                    report.items[i].message);
+    }
+    config_report_free(&report);
+    if (cli->cfg == NULL)
+        return -2;
+    if (cli->cfg->n_mcp_clients == 0) {
+        fprintf(stderr, "gatehouse mcp: %s has no MCP client (mcp.client_configs)\n", path);
+        return -2;
+    }
+
+    cli->n_servers = cli->cfg->n_mcp_clients;
+    cli->servers = xcalloc(cli->n_servers, sizeof(cli_server_t));
+    for (size_t i = 0; i < cli->n_servers; i++) {
+        const config_mcp_client_t *c = &cli->cfg->mcp_clients[i];
+        cli->servers[i].opts = (mcp_client_opts_t){
+            .name = c->name,
+            .transport = transport_of(c->connection_type),
+            .command = c->command,
+            .args = (const char *const *)c->args,
+            .env_names = (const char *const *)c->envs,
+            .url = c->url,
+            .headers = (const char *const *)c->headers,
+        };
+    }
+    return 0;
 }
 
 /* Reads the operation and its servers. Returns 0, -1 for a usage error, or -2 for an error
@@ -425,6 +472,8 @@ int mcp_cli_main(int argc, char **argv)
         if (rc == -1)
             usage(stderr);
         json_decref(cli.arguments);
+        if (cli.cfg != NULL)
+            config_release(cli.cfg);
         free(cli.servers);
         return MCP_CLI_FAILED;
     }
