@@ -7,6 +7,7 @@
 #   make fuzz       libFuzzer targets (clang): build/fuzz/*
 #   make format     clang-format every source file in place
 #   make check-format
+#   make bench      the performance benchmark against nginx and Portkey (bench/README.md)
 
 VERSION := 0.1.0
 PKGS := libevent libevent_pthreads libcurl jansson openssl sqlite3
@@ -24,7 +25,7 @@ LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all asan unit unit-asan fuzz clean format check-format
+.PHONY: all asan unit unit-asan fuzz clean format check-format bench
 
 all: build/gatehouse
 
@@ -94,6 +95,9 @@ fuzz: $(FUZZ_BINS)
 
 format:
 	clang-format -i $(SRCS) $(wildcard src/*/*.h) $(UNIT_SRCS) $(FUZZ_SRCS)
+
+bench: all
+	bench/run.sh
 
 check-format:
 	@scripts/check-format.sh
