@@ -158,6 +158,8 @@ function build(rawFile, resDirArg, readme) {
   const resDir = path.resolve(resDirArg);
   const records = fs.readFileSync(rawFile, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
   const machine = records.find((r) => r.kind === "machine") ?? {};
+  const end = records.find((r) => r.kind === "end");
+  if (end) machine.loadavg_end = end.loadavg;
   const runs = records.filter((r) => r.kind === "saturation" || r.kind === "fixed");
   const idle = Object.fromEntries(records.filter((r) => r.kind === "idle").map((r) => [r.path, r]));
 
@@ -193,7 +195,7 @@ function build(rawFile, resDirArg, readme) {
   fs.writeFileSync(path.join(resDir, "results.json"), JSON.stringify(result, null, 2) + "\n");
 
   const md = markdown(machine, runs, idle, targets, find, overheadPresent);
-  fs.writeFileSync(path.join(resDir, "results.md"), md);
+  fs.writeFileSync(path.join(resDir, "results.md"), md.replaceAll("](results/", "]("));
   writePlots(resDir, find);
 
   if (readme && fs.existsSync(readme)) {
@@ -275,7 +277,8 @@ function markdown(machine, runs, idle, targets, find, overheadPresent) {
   out.push(`- nginx ${v.nginx}, Node ${v.node}, Portkey gateway ${v.portkey}, wrk ${v.wrk}, h2load ${v.h2load}, libcurl ${v.libcurl}`);
   out.push(`- cores: ${machine.cores}`);
   out.push(`- each measured run lasts ${machine.seconds_per_run} s (the 1,000-stream run 12 s); saturation with wrk, 32 connections (1,000 for the stream run); fixed rate with h2load \`--rps\`, 50 connections started 1/rate apart so their requests interleave`);
-  out.push(`- 20-tool request: ${machine.tools_source}`, "");
+  out.push(`- 20-tool request: ${machine.tools_source}`);
+  out.push(`- load average (1 min) when the run began: ${machine.loadavg_start ?? "?"}; when it ended: ${machine.loadavg_end ?? "?"} (anything above 0 is other work sharing the two cores)`, "");
 
   out.push("## Targets", "");
   out.push("| gatehouse | target | figure | met |", "|---|---|---|---|");

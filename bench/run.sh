@@ -492,10 +492,12 @@ machine_info() {
         --arg tools "$TOOLS_SOURCE" \
         --arg cores "$([ -n "$CORE_SUT" ] && echo "server under test alone on core 1; load generator (wrk, h2load) and gatehouse-mock share core 0" || echo "one core: no pinning")" \
         --argjson secs "$SECONDS_PER_RUN" \
+        --arg load "$(cut -d' ' -f1 /proc/loadavg)" \
         '{kind: "machine", date: $date, nproc: $nproc, cpu: $cpu, memory: $mem, kernel: $kernel,
           versions: {nginx: $nginx, node: $node, portkey: $portkey, wrk: $wrk, h2load: $h2load,
                      libcurl: $curl, gatehouse: $gatehouse, commit: $commit},
-          tools_source: $tools, cores: $cores, seconds_per_run: $secs}' >> "$RAW"
+          tools_source: $tools, cores: $cores, seconds_per_run: $secs, loadavg_start: $load}' \
+        >> "$RAW"
 }
 
 # ---- main ------------------------------------------------------------------------------------------
@@ -520,6 +522,7 @@ main() {
         run_path "$path"
     done
     stop_pid "$MOCK_PID"
+    jq -c -n --arg load "$(cut -d' ' -f1 /proc/loadavg)" '{kind: "end", loadavg: $load}' >> "$RAW"
 
     node "$BENCH/report.mjs" build "$RAW" "$RES" "$BENCH/README.md"
     (cd "$RES" && gnuplot "$TMP/plots.gp")
