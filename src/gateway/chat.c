@@ -11,9 +11,16 @@
  *             another key; 401/403 never again with that key), or move to the next target
  *   -> no target left: answer with the last failure, in the OpenAI error shape
  *
- * A failure can be retried only while nothing has been sent to the client. Once the first
- * chunk of a stream has gone out, an upstream failure ends the stream with an SSE error event,
- * never with [DONE], so a client can always tell a complete answer from a cut one.
+ * A failure can be retried only while nothing of the current model turn has been sent to the
+ * client. Once the first chunk of a stream has gone out, an upstream failure ends the stream
+ * with an SSE error event, never with [DONE], so a client can always tell a complete answer
+ * from a cut one.
+ *
+ * MCP (inject.h, agent.h): after parsing, the MCP tools the request may see are added to its
+ * "tools". When some of them are auto-executable, an agent follows the request: each complete
+ * model turn is shown to it, and when it runs the turn's tool calls, the request goes through
+ * the whole attempt loop again (from the primary model) with the longer conversation. Usage
+ * is summed over the turns.
  *
  * Ownership: the chat_t owns its parsed body, snapshot reference, upstream call, timer, limiter
  * slot or waiter, and the adapter's request and stream objects. chat_end finishes the HTTP
@@ -28,7 +35,9 @@
 #include <strings.h>
 
 #include "dialects/openai.h"
+#include "gateway/agent.h"
 #include "gateway/handlers.h"
+#include "gateway/inject.h"
 #include "gateway/router.h"
 #include "http/upstream.h"
 #include "providers/provider.h"
@@ -90,9 +99,19 @@ typedef struct chat {
     const char *fail_type;
     const char *fail_code;
 
-    long tokens_in;
+    long tokens_in;              /* over all model turns */
     long tokens_out;
     long tokens_cached;
+    long base_in;                /* the same, of the turns before the current one */
+    long base_out;
+    long base_cached;
+
+    /* MCP: the tools added to the request, and agent mode when any of them auto-executes. */
+    inject_tools_t tools;
+    agent_t *agent;              /* NULL unless an auto-executable tool was added */
+    agent_plan_t plan;           /* of the round of tool calls running */
+    json_t *held_resp;           /* JSON answer waiting for its round (AGENT_RUN_SOME) */
+    bool turn_sent;              /* a chunk of the current model turn reached the client */
 
     /* Telemetry: timings, and what the request log and the audit trail keep. */
     double started_unix;         /* wall clock at arrival */
@@ -161,6 +180,9 @@ static void chat_free(chat_t *c)
     buf_free(&c->body);
     buf_free(&c->logged_response);
     buf_free(&c->audited_body);
+    agent_free(c->agent);
+    inject_tools_release(&c->tools);
+    json_decref(c->held_resp);
     dialect_chat_request_free(&c->req);
     gateway_snapshot_release(c->snap);
     free(c);
@@ -274,15 +296,25 @@ static void add_route_headers(chat_t *c)
     http_response_header(c->http, "x-gatehouse-retries", retries);
 }
 
-/* Answers with an OpenAI-shaped error and ends the request. */
+static void write_sse_data(chat_t *c, const char *json, size_t len);
+static void add_agent_headers(chat_t *c, agent_plan_t plan);
+
+/* Answers with an OpenAI-shaped error and ends the request. When the stream to the client has
+ * already begun (an agent's later turn), the error is its last event. */
 static void fail_request(chat_t *c, int status, const char *message, const char *type,
                          const char *param, const char *code)
 {
     buf_t body = BUF_INIT;
     dialect_openai_error(&body, message, type ? type : dialect_openai_error_type(status), param,
                          code);
-    http_response_header(c->http, "x-request-id", c->rid);
-    chat_end(c, status, "application/json", body.data, body.len);
+    if (c->client_streaming) {
+        write_sse_data(c, body.data, body.len);
+        chat_end(c, status, NULL, NULL, 0);
+    } else {
+        http_response_header(c->http, "x-request-id", c->rid);
+        add_agent_headers(c, AGENT_FINAL);
+        chat_end(c, status, "application/json", body.data, body.len);
+    }
     buf_free(&body);
 }
 
@@ -357,11 +389,24 @@ static void note_usage(chat_t *c, const json_t *usage)
     json_t *cached = json_object_get(json_object_get(usage, "prompt_tokens_details"),
                                      "cached_tokens");
     if (json_is_integer(in))
-        c->tokens_in = (long)json_integer_value(in);
+        c->tokens_in = c->base_in + (long)json_integer_value(in);
     if (json_is_integer(out))
-        c->tokens_out = (long)json_integer_value(out);
+        c->tokens_out = c->base_out + (long)json_integer_value(out);
     if (json_is_integer(cached))
-        c->tokens_cached = (long)json_integer_value(cached);
+        c->tokens_cached = c->base_cached + (long)json_integer_value(cached);
+}
+
+/* Writes one chunk (or agent event) as an SSE data line, starting the stream if needed. */
+static int write_chunk(chat_t *c, const json_t *chunk)
+{
+    if (!c->client_streaming)
+        client_stream_begin(c);
+    char *text = json_dumps(chunk, JSON_COMPACT);
+    if (text == NULL)
+        return -1;
+    write_sse_data(c, text, strlen(text));
+    free(text);
+    return 0;
 }
 
 /* One canonical chunk from the adapter. The upstream is always asked for usage (the gateway
@@ -371,8 +416,12 @@ static int on_chunk(void *arg, json_t *chunk)
     chat_t *c = arg;
     json_t *usage = json_object_get(chunk, "usage");
 
-    if (json_is_object(usage)) {
+    if (json_is_object(usage))
         note_usage(c, usage);
+    if (c->agent != NULL) {
+        if (!agent_stream_chunk(c->agent, chunk))
+            return 0; /* held until the turn ends */
+    } else if (json_is_object(usage)) {
         if (!c->req.include_usage) {
             if (json_array_size(json_object_get(chunk, "choices")) == 0)
                 return 0;
@@ -381,16 +430,8 @@ static int on_chunk(void *arg, json_t *chunk)
     } else if (usage != NULL && !c->req.include_usage) {
         json_object_del(chunk, "usage");
     }
-
-    if (!c->client_streaming)
-        client_stream_begin(c);
-
-    char *text = json_dumps(chunk, JSON_COMPACT);
-    if (text == NULL)
-        return -1;
-    write_sse_data(c, text, strlen(text));
-    free(text);
-    return 0;
+    c->turn_sent = true;
+    return write_chunk(c, chunk);
 }
 
 /* Ends a stream that broke after the client saw part of it: an error event, no [DONE]. */
@@ -408,7 +449,7 @@ static void stream_fail_to_client(chat_t *c, char *message, size_t cap)
     chat_end(c, 502, NULL, NULL, 0);
 }
 
-static void stream_succeeded(chat_t *c)
+static void stream_done(chat_t *c)
 {
     if (!c->client_streaming)
         client_stream_begin(c); /* an empty but complete stream is still a stream */
@@ -416,6 +457,149 @@ static void stream_succeeded(chat_t *c)
     http_stream_write(c->http, done, sizeof(done) - 1);
     log_response(c, "[DONE]", 6);
     chat_end(c, 200, NULL, NULL, 0);
+}
+
+static void agent_stream_turn_end(chat_t *c);
+
+static void stream_succeeded(chat_t *c)
+{
+    if (c->agent != NULL)
+        agent_stream_turn_end(c);
+    else
+        stream_done(c);
+}
+
+/* ---- agent mode (agent.h) ------------------------------------------------------------------- */
+
+/* JSON answers say how many model turns ran and whether the depth limit stopped the loop;
+ * streams say it in their last agent event instead, since their headers leave first. */
+static void add_agent_headers(chat_t *c, agent_plan_t plan)
+{
+    if (c->agent == NULL || c->req.stream)
+        return;
+    char steps[16];
+    snprintf(steps, sizeof(steps), "%d", agent_turns(c->agent));
+    http_response_header(c->http, "x-gatehouse-agent-steps", steps);
+    if (plan == AGENT_LIMIT)
+        http_response_header(c->http, "x-gatehouse-agent-depth-limit-reached", "true");
+}
+
+/* Usage over every turn, in the OpenAI shape. New reference. */
+static json_t *usage_totals(const chat_t *c)
+{
+    json_t *u = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)c->tokens_in,
+                          "completion_tokens", (json_int_t)c->tokens_out, "total_tokens",
+                          (json_int_t)(c->tokens_in + c->tokens_out));
+    if (c->tokens_cached > 0)
+        json_object_set_new(u, "prompt_tokens_details",
+                            json_pack("{s:I}", "cached_tokens", (json_int_t)c->tokens_cached));
+    return u;
+}
+
+/* Sends the final JSON answer (resp is consumed). */
+static void answer_json(chat_t *c, json_t *resp, agent_plan_t plan)
+{
+    if (c->agent != NULL) {
+        agent_finish_json(c->agent, resp, plan);
+        if (agent_turns(c->agent) > 1)
+            json_object_set_new(resp, "usage", usage_totals(c));
+    }
+    char *text = json_dumps(resp, JSON_COMPACT);
+    json_decref(resp);
+    add_route_headers(c);
+    add_agent_headers(c, plan);
+    chat_end(c, 200, "application/json", text, strlen(text));
+    free(text);
+}
+
+/* Ends an agent's stream: the held tool calls and finish reason, the summary event, the usage
+ * (over every turn) when the client asked for it, and [DONE]. */
+static void stream_finish_agent(chat_t *c, agent_plan_t plan)
+{
+    json_t *out = json_array();
+    agent_stream_tail(c->agent, plan, out);
+    const json_t *usage = agent_stream_usage(c->agent);
+    if (c->req.include_usage && usage != NULL) {
+        json_t *chunk = agent_chunk(c->agent);
+        json_object_set_new(chunk, "usage", agent_turns(c->agent) > 1 ? usage_totals(c)
+                                                                      : json_deep_copy(usage));
+        json_array_append_new(out, chunk);
+    }
+    size_t i;
+    json_t *chunk;
+    json_array_foreach(out, i, chunk)
+        write_chunk(c, chunk);
+    json_decref(out);
+    stream_done(c);
+}
+
+/* The next model call of the loop: the whole attempt loop again, from the primary model. */
+static void next_turn(chat_t *c)
+{
+    c->base_in = c->tokens_in;
+    c->base_out = c->tokens_out;
+    c->base_cached = c->tokens_cached;
+    c->turn_sent = false;
+    c->cur = 0;
+    begin_target(c);
+}
+
+static void on_round_done(void *arg)
+{
+    chat_t *c = arg;
+    if (c->req.stream) {
+        json_t *ev = agent_event_results(c->agent);
+        write_chunk(c, ev);
+        json_decref(ev);
+    }
+    if (c->plan == AGENT_RUN_ALL) {
+        next_turn(c);
+    } else if (c->req.stream) {
+        stream_finish_agent(c, AGENT_RUN_SOME);
+    } else {
+        json_t *resp = c->held_resp;
+        c->held_resp = NULL;
+        answer_json(c, resp, AGENT_RUN_SOME);
+    }
+}
+
+/* Runs a turn's tool calls; the provider's slot is not held while tools run. */
+static void run_round(chat_t *c, agent_plan_t plan, const json_t *message)
+{
+    c->plan = plan;
+    attempt_reset(c);
+    release_slot(c);
+    agent_run(c->agent, message, on_round_done, c);
+    if (c->req.stream) {
+        json_t *ev = agent_event_calls(c->agent);
+        write_chunk(c, ev);
+        json_decref(ev);
+    }
+}
+
+static void agent_json_turn_end(chat_t *c, json_t *resp)
+{
+    const json_t *msg = agent_response_message(resp);
+    agent_plan_t plan = msg != NULL ? agent_plan(c->agent, msg) : AGENT_FINAL;
+    if (plan != AGENT_RUN_ALL && plan != AGENT_RUN_SOME) {
+        answer_json(c, resp, plan);
+        return;
+    }
+    run_round(c, plan, msg); /* copies msg */
+    if (plan == AGENT_RUN_SOME)
+        c->held_resp = resp;
+    else
+        json_decref(resp);
+}
+
+static void agent_stream_turn_end(chat_t *c)
+{
+    const json_t *msg = agent_stream_message(c->agent);
+    agent_plan_t plan = agent_plan(c->agent, msg);
+    if (plan == AGENT_RUN_ALL || plan == AGENT_RUN_SOME)
+        run_round(c, plan, msg);
+    else
+        stream_finish_agent(c, plan);
 }
 
 /* ---- upstream callbacks --------------------------------------------------------------------- */
@@ -502,11 +686,12 @@ static void finish_stream(chat_t *c, const upstream_result_t *res)
         return;
     }
 
-    if (c->client_streaming) {
+    if (c->turn_sent) {
         stream_fail_to_client(c, err.message, sizeof(err.message));
         return;
     }
-    /* Nothing reached the client yet: this attempt failed like any other and may be retried. */
+    /* Nothing of this turn reached the client yet: this attempt failed like any other and may
+     * be retried. */
     record_failure(c, 502, "upstream_error", "stream_interrupted", "%s", err.message);
     attempt_failed(c, 502);
 }
@@ -524,12 +709,10 @@ static void finish_json(chat_t *c)
         return;
     }
     note_usage(c, json_object_get(resp, "usage"));
-
-    char *text = json_dumps(resp, JSON_COMPACT);
-    json_decref(resp);
-    add_route_headers(c);
-    chat_end(c, 200, "application/json", text, strlen(text));
-    free(text);
+    if (c->agent != NULL)
+        agent_json_turn_end(c, resp);
+    else
+        answer_json(c, resp, AGENT_FINAL);
 }
 
 /* One attempt's exchange, for the metrics and (when asked) the audit trail. The response
@@ -724,6 +907,8 @@ static void start_attempt(chat_t *c)
         return;
     }
 
+    if (c->agent != NULL)
+        agent_stream_next_turn(c->agent); /* what a failed attempt held is void */
     c->ops = provider_ops_for(t->provider);
     c->ptarget = (provider_target_t){
         .provider = t->provider,
@@ -859,6 +1044,28 @@ static bool header_is(const char *value, const char *boolean)
     return strcasecmp(value, boolean) == 0 || strcmp(value, want ? "1" : "0") == 0;
 }
 
+/* Adds the request's MCP tools; an agent follows the request when any of them auto-executes
+ * and the request asks for one choice (a loop cannot follow several). */
+static void setup_mcp(chat_t *c)
+{
+    inject_mcp_tools(c->snap->cfg, c->http, c->req.body, &c->tools);
+    if (c->tools.n_auto == 0)
+        return;
+    json_t *n = json_object_get(c->req.body, "n");
+    if (json_is_integer(n) && json_integer_value(n) > 1)
+        return;
+    int depth = c->snap->cfg->mcp_max_agent_depth;
+    agent_opts_t o = {
+        .base = gateway_worker_base(c->worker),
+        .request_id = c->rid,
+        .tools = &c->tools,
+        .conversation = json_object_get(c->req.body, "messages"),
+        .max_depth = depth > 0 ? depth : CONFIG_MCP_DEFAULT_MAX_AGENT_DEPTH,
+        .log_content = c->log_content,
+    };
+    c->agent = agent_new(&o);
+}
+
 void chat_handle(http_request_t *req, gateway_worker_t *w, const char *request_id)
 {
     chat_t *c = xcalloc(1, sizeof(*c));
@@ -889,6 +1096,7 @@ void chat_handle(http_request_t *req, gateway_worker_t *w, const char *request_i
     }
     if (resolve_targets(c) != 0)
         return;
+    setup_mcp(c);
 
     http_request_on_close(req, on_client_close, c);
     begin_target(c);
