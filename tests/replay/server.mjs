@@ -37,6 +37,8 @@
 // Faults, scripted per path prefix, are consumed first-in first-out by matching requests:
 //
 //   {prefix, times = 1,            which requests (path prefix) and how many of them (-1: all)
+//    after = 0,                    let this many matching requests through untouched first (the
+//                                  second turn of a multi-turn exchange, say)
 //    status, body, headers,        answer this status/body instead (body: string or JSON value)
 //    reset,                        destroy the socket without answering (a network error)
 //    delayMs,                      wait this long before sending the response head
@@ -377,6 +379,10 @@ export async function startReplay(opts = {}) {
         for (let i = 0; i < faults.length; i++) {
             const f = faults[i];
             if (!pathname.startsWith(f.prefix)) continue;
+            if (f.after > 0) {
+                f.after -= 1;
+                continue;
+            }
             if (f.times > 0) f.times -= 1;
             if (f.times === 0) faults.splice(i, 1);
             return f;
