@@ -174,6 +174,7 @@ static void config_free(config_t *cfg)
             *v++ = '\0';
     }
     free(cfg->admin_token);
+    config_mcp_free(cfg);
     free(cfg);
 }
 

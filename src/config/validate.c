@@ -1012,7 +1012,6 @@ config_t *config_load_json(json_t *root, const char *source, config_report_t *re
     buf_free(&ld.path);
 
     if (report->n_errors != errors_before) {
-        config_mcp_free(cfg); /* config_free does not know the MCP fields */
         config_release(cfg);
         return NULL;
     }

@@ -336,6 +336,8 @@ static void on_drain_poll(evutil_socket_t fd, short what, void *arg)
 static void on_drain(evutil_socket_t fd, short what, void *arg)
 {
     gateway_worker_t *w = arg;
+    /* Long-lived /mcp GET streams would hold the drain until its deadline: end them first. */
+    mcp_endpoint_drain(w->base);
     http_server_drain(w->server);
     on_drain_poll(-1, 0, w);
 }
@@ -390,6 +392,10 @@ static void worker_free(gateway_worker_t *w)
         TAILQ_REMOVE(&w->waiters, waiter, link);
         free(waiter);
     }
+    /* The /mcp endpoint's hub subscriptions point at requests of this server: drop them
+     * before the requests go. */
+    if (w->base)
+        mcp_endpoint_worker_free(w->base);
     if (w->server)
         http_server_free(w->server);
     if (w->upstream)
