@@ -665,9 +665,11 @@ static void on_init_done(mcp_pending_t *p)
     c->capabilities = caps != NULL ? json_deep_copy(caps) : json_object();
     c->server_info = json_is_object(info) ? json_deep_copy(info) : json_object();
 
-    send_json(c, jsonrpc_notification("notifications/initialized", NULL), -1);
+    /* The transport learns the version first: Streamable HTTP must send it with every
+     * request after initialize, notifications/initialized included. */
     if (c->conn->ops->ready != NULL)
         c->conn->ops->ready(c->conn, c->protocol_version);
+    send_json(c, jsonrpc_notification("notifications/initialized", NULL), -1);
     enter_ready(c);
 }
 

@@ -176,7 +176,7 @@ int jsonrpc_parse(const char *text, size_t len, jsonrpc_batch_t *out, char *err,
 {
     memset(out, 0, sizeof(*out));
     json_error_t jerr;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (root == NULL) {
         parse_error(err, errcap, &jerr);
         return JSONRPC_PARSE_ERROR;

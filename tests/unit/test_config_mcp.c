@@ -89,7 +89,7 @@ static bool has_problem(const loaded_t *l, bool error, const char *path, const c
     do {                                                                                           \
         if (!has_problem(l, error, path, want)) {                                                  \
             char *all = problems(l, error);                                                        \
-            fail_msg("no %s at %s containing \"%s\"; got:\n%s", (error) ? "error" : "warning",    \
+            fail_msg("no %s at %s containing \"%s\"; got:\n%s", (error) ? "error" : "warning",     \
                      path, want, all);                                                             \
         }                                                                                          \
     } while (0)
@@ -221,9 +221,11 @@ static void test_client_errors(void **state)
 {
     loaded_t l = load(
         "{\"mcp\": {\"client_configs\": ["
-        " {\"name\": \"a b\", \"connection_type\": \"stdio\", \"stdio_config\": {\"command\": \"x\","
+        " {\"name\": \"a b\", \"connection_type\": \"stdio\", \"stdio_config\": {\"command\": "
+        "\"x\","
         "  \"envs\": [\"PATH\"]}},"
-        " {\"name\": \"dup\", \"connection_type\": \"stdio\", \"stdio_config\": {\"command\": \"x\","
+        " {\"name\": \"dup\", \"connection_type\": \"stdio\", \"stdio_config\": {\"command\": "
+        "\"x\","
         "  \"envs\": [\"PATH\"]}},"
         " {\"name\": \"dup\", \"connection_type\": \"websocket\"},"
         " {\"connection_type\": \"stdio\"},"
@@ -304,22 +306,22 @@ static void test_section_errors(void **state)
 
 static void test_warnings(void **state)
 {
-    loaded_t l = load(
-        "{\"mcp\": {\"client_configs\": ["
-        " {\"name\": \"quiet\", \"connection_type\": \"stdio\","
-        "  \"stdio_config\": {\"command\": \"npx\", \"envs\": [\"GH_TEST_MCP_UNSET\"]},"
-        "  \"connection_string\": \"http://x\", \"client_id\": \"abc\", \"colour\": \"red\"},"
-        " {\"name\": \"auto\", \"connection_type\": \"http\", \"connection_string\": "
-        "\"http://127.0.0.1:9/mcp\","
-        "  \"stdio_config\": {}, \"auth_type\": \"oauth\","
-        "  \"tools_to_execute\": [\"a\", \"*\"], \"tools_to_auto_execute\": [\"zzz\"]},"
-        " {\"name\": \"subset\", \"connection_type\": \"sse\", \"connection_string\": "
-        "\"http://127.0.0.1:9/sse\","
-        "  \"tools_to_execute\": [\"a\", \"b\"], \"tools_to_auto_execute\": [\"b\", \"c\"]},"
-        " {\"name\": \"star\", \"connection_type\": \"sse\", \"connection_string\": "
-        "\"http://127.0.0.1:9/sse\","
-        "  \"tools_to_execute\": [\"a\"], \"tools_to_auto_execute\": [\"*\"]}"
-        "], \"mystery\": 1}}");
+    loaded_t l =
+        load("{\"mcp\": {\"client_configs\": ["
+             " {\"name\": \"quiet\", \"connection_type\": \"stdio\","
+             "  \"stdio_config\": {\"command\": \"npx\", \"envs\": [\"GH_TEST_MCP_UNSET\"]},"
+             "  \"connection_string\": \"http://x\", \"client_id\": \"abc\", \"colour\": \"red\"},"
+             " {\"name\": \"auto\", \"connection_type\": \"http\", \"connection_string\": "
+             "\"http://127.0.0.1:9/mcp\","
+             "  \"stdio_config\": {}, \"auth_type\": \"oauth\","
+             "  \"tools_to_execute\": [\"a\", \"*\"], \"tools_to_auto_execute\": [\"zzz\"]},"
+             " {\"name\": \"subset\", \"connection_type\": \"sse\", \"connection_string\": "
+             "\"http://127.0.0.1:9/sse\","
+             "  \"tools_to_execute\": [\"a\", \"b\"], \"tools_to_auto_execute\": [\"b\", \"c\"]},"
+             " {\"name\": \"star\", \"connection_type\": \"sse\", \"connection_string\": "
+             "\"http://127.0.0.1:9/sse\","
+             "  \"tools_to_execute\": [\"a\"], \"tools_to_auto_execute\": [\"*\"]}"
+             "], \"mystery\": 1}}");
     char *errors = problems(&l, true);
     assert_string_equal(errors, "");
     free(errors);
