@@ -543,6 +543,14 @@ static void on_list_done(void *arg, const json_t *result, const mcp_error_t *err
         json_decref(slot->items);
         slot->items = json_incref((json_t *)result);
         mark_dirty(hc->hub);
+    } else if (err->code == JSONRPC_METHOD_NOT_FOUND) {
+        /* Some servers declare "resources" without templates: an empty list, not a failure
+         * to report at every resync. */
+        log_debug(NULL, "MCP client %s has no %s: %s", hc->spec.conn.name,
+                  list_kinds[slot->kind].method, err->message);
+        json_decref(slot->items);
+        slot->items = json_array();
+        mark_dirty(hc->hub);
     } else {
         log_msg(hc->state == MCP_STATE_READY ? LOG_LVL_WARN : LOG_LVL_INFO, NULL,
                 "listing %s of MCP client %s failed: %s; the previous list stays",
