@@ -10,12 +10,15 @@
  * server, or opening the HTTP session), runs `initialize` with protocol version negotiation
  * (2025-11-25, 2025-06-18, 2025-03-26), sends `notifications/initialized`, pings the server
  * now and then, and when anything fails (the process exits, the HTTP session is lost, a ping
- * or request times out, the server sends something that is not JSON-RPC) it tears the
- * connection down, reports the state change, and reconnects with exponential backoff until it
- * is freed. Requests made while the client is not ready fail at once with MCP_ERR_UNAVAILABLE:
- * a dead server never makes a caller wait.
+ * times out, the server sends something that is not JSON-RPC) it tears the connection down,
+ * reports the state change, and reconnects with exponential backoff until it is freed. A
+ * request that times out fails alone (after notifications/cancelled): one slow tool call is
+ * not a dead server. Requests made while the client is not ready fail at once with
+ * MCP_ERR_UNAVAILABLE: a dead server never makes a caller wait.
  *
- * Callbacks run on the loop, never from inside the call that caused them.
+ * Callbacks run on the loop, never from inside the call that caused them; any callback may
+ * call any function of this API, mcp_client_free included. docs/internals/mcp-client.md has
+ * the state machine and the transports.
  */
 #ifndef GATEHOUSE_MCP_CLIENT_H
 #define GATEHOUSE_MCP_CLIENT_H
@@ -54,7 +57,7 @@ typedef enum mcp_client_state {
     MCP_STATE_CONNECTING = 0, /* transport starting or initialize in progress */
     MCP_STATE_READY,          /* initialized; requests are accepted */
     MCP_STATE_DOWN,           /* failed; a reconnect is scheduled with backoff */
-    MCP_STATE_CLOSED,         /* freed or stopped for good */
+    MCP_STATE_CLOSED,         /* being freed; never reported through on_state */
 } mcp_client_state_t;
 
 /* Error codes beyond JSON-RPC's own (which are passed through as the server sent them). */
@@ -87,7 +90,9 @@ mcp_client_t *mcp_client_new(struct event_base *base, struct upstream_pool *pool
                              void *arg);
 void mcp_client_start(mcp_client_t *c);
 /* Cancels pending requests (their callbacks are not called), closes the transport (a stdio
- * child gets SIGTERM, then SIGKILL after a grace period, and is reaped), frees the client. */
+ * child gets SIGTERM, then SIGKILL after a grace period, and is reaped; a Streamable HTTP
+ * session gets a DELETE), frees the client. The reaping and the DELETE finish on the loop, so
+ * the loop should keep running a moment (up to the 2 s grace) before its base is freed. */
 void mcp_client_free(mcp_client_t *c);
 
 mcp_client_state_t mcp_client_state(const mcp_client_t *c);

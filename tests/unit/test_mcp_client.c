@@ -797,6 +797,44 @@ static void test_unknown_id_is_only_a_warning(void **state)
     h_done(&h);
 }
 
+static void h_fake_pinged(harness_t *h, const char *mode)
+{
+    const char *args[] = {FAKE, mode, NULL};
+    h_init(h);
+    mcp_client_opts_t o = stdio_opts("fake", args);
+    o.ping_interval_ms = 100;
+    o.request_timeout_ms = 300;
+    h_client(h, &o);
+}
+
+static void test_pings_keep_a_live_server(void **state)
+{
+    REQUIRE_SERVERS();
+    harness_t h;
+    h_fake_pinged(&h, "normal");
+    assert_true(run_until(&h, is_ready, NULL, SAFETY_MS));
+    run_for(&h, 800);
+    json_t *got = fake_received(&h);
+    assert_non_null(find_method(got, "ping", 2)); /* at least three pings in 0.8 s */
+    assert_true(json_is_integer(json_object_get(find_method(got, "ping", 0), "id")));
+    assert_int_equal(count_state(&h, MCP_STATE_DOWN), 0);
+    json_decref(got);
+    h_done(&h);
+}
+
+static void test_lost_ping_reconnects(void **state)
+{
+    REQUIRE_SERVERS();
+    harness_t h;
+    h_fake_pinged(&h, "no-pong");
+    assert_true(run_until(&h, is_ready, NULL, SAFETY_MS));
+    assert_true(run_until(&h, ready_again, NULL, SAFETY_MS));
+    assert_int_equal(h.states[2], MCP_STATE_DOWN);
+    assert_non_null(strstr(h.reasons[2], "ping failed"));
+    assert_non_null(strstr(h.reasons[2], "no answer"));
+    h_done(&h);
+}
+
 /* A server in mode is disconnected with a reason containing want, and never becomes ready. */
 static void expect_disconnect(const char *mode, const char *arg, long max_message, const char *want)
 {
@@ -1349,6 +1387,8 @@ int main(void)
         cmocka_unit_test(test_server_requests_are_answered),
         cmocka_unit_test(test_unknown_id_is_only_a_warning),
         cmocka_unit_test(test_garbage_disconnects),
+        cmocka_unit_test(test_pings_keep_a_live_server),
+        cmocka_unit_test(test_lost_ping_reconnects),
         cmocka_unit_test(test_requests_before_ready_fail_async),
         cmocka_unit_test(test_server_that_exits_keeps_backing_off),
         cmocka_unit_test(test_missing_command_backs_off),
