@@ -37,18 +37,18 @@
 #include "util/buf.h"
 #include "util/log.h"
 
-#define AGENT_MAX_STREAM_CALLS 256 /* tool-call indexes a stream may use in one turn */
+#define AGENT_MAX_STREAM_CALLS 256  /* tool-call indexes a stream may use in one turn */
 #define AGENT_MAX_LOGGED_ERROR 1024 /* characters of a tool's error text in the log row */
 
 typedef struct agent_call {
     agent_t *agent;
-    mcp_hub_call_t *handle;  /* while the hub runs it */
-    const mcp_tool_t *tool;  /* the request's catalog entry */
-    const char *id;          /* tool_call_id; borrowed from the round's message */
-    const char *arguments;   /* JSON text as the model wrote it; borrowed likewise */
-    double started;          /* monotonic */
+    mcp_hub_call_t *handle; /* while the hub runs it */
+    const mcp_tool_t *tool; /* the request's catalog entry */
+    const char *id;         /* tool_call_id; borrowed from the round's message */
+    const char *arguments;  /* JSON text as the model wrote it; borrowed likewise */
+    double started;         /* monotonic */
     double started_unix;
-    json_t *message;         /* the tool message, once the result is in; owned */
+    json_t *message; /* the tool message, once the result is in; owned */
 } agent_call_t;
 
 /* One tool call of a streamed turn, rebuilt from its deltas. */
@@ -59,39 +59,39 @@ typedef struct stream_call {
 } stream_call_t;
 
 typedef struct stream_turn {
-    bool shaped;             /* the turn's first chunk has set agent.shape */
+    bool shaped; /* the turn's first chunk has set agent.shape */
     buf_t content;
     bool has_content;
     buf_t reasoning;
-    json_t *thinking;        /* thinking_blocks seen, in order; owned or NULL */
+    json_t *thinking; /* thinking_blocks seen, in order; owned or NULL */
     stream_call_t *calls;
-    size_t n_calls;          /* highest index seen + 1 */
-    json_t *finish;          /* the finish reason, held when the turn has calls; owned */
-    json_t *usage;           /* the last usage object; owned */
-    json_t *message;         /* built by agent_stream_message; owned */
+    size_t n_calls;  /* highest index seen + 1 */
+    json_t *finish;  /* the finish reason, held when the turn has calls; owned */
+    json_t *usage;   /* the last usage object; owned */
+    json_t *message; /* built by agent_stream_message; owned */
 } stream_turn_t;
 
 struct agent {
     struct event_base *base;
     const char *rid;
     const inject_tools_t *tools;
-    json_t *conversation;      /* borrowed from the request body */
-    size_t n_initial;          /* messages the client sent */
+    json_t *conversation; /* borrowed from the request body */
+    size_t n_initial;     /* messages the client sent */
     int max_depth;
     bool log_content;
-    int turns;                 /* model turns completed */
-    int rounds;                /* rounds of tool execution started */
+    int turns;  /* model turns completed */
+    int rounds; /* rounds of tool execution started */
 
-    json_t *round_msg;         /* assistant message of the last round, as appended; ref */
-    agent_call_t *calls;       /* the last round's auto calls, in message order */
+    json_t *round_msg;   /* assistant message of the last round, as appended; ref */
+    agent_call_t *calls; /* the last round's auto calls, in message order */
     size_t n_calls;
-    size_t pending;            /* calls of the round not back yet */
-    bool launching;            /* inside agent_run's loop: completion must wait */
-    struct event *later;       /* runs done() on the next loop iteration */
+    size_t pending;      /* calls of the round not back yet */
+    bool launching;      /* inside agent_run's loop: completion must wait */
+    struct event *later; /* runs done() on the next loop iteration */
     void (*done)(void *arg);
     void *done_arg;
 
-    json_t *shape;             /* the current turn's chunk fields but choices; owned */
+    json_t *shape; /* the current turn's chunk fields but choices; owned */
     stream_turn_t turn;
 };
 
@@ -99,13 +99,18 @@ struct agent {
 
 agent_t *agent_new(const agent_opts_t *o)
 {
+    const json_t *n = json_object_get(o->body, "n");
+    json_t *conversation = json_object_get(o->body, "messages");
+    if (o->tools->n_auto == 0 || (json_is_integer(n) && json_integer_value(n) > 1) ||
+        !json_is_array(conversation))
+        return NULL;
     agent_t *a = xcalloc(1, sizeof(*a));
     a->base = o->base;
     a->rid = o->request_id;
     a->tools = o->tools;
-    a->conversation = o->conversation;
-    a->n_initial = json_array_size(o->conversation);
-    a->max_depth = o->max_depth;
+    a->conversation = conversation;
+    a->n_initial = json_array_size(conversation);
+    a->max_depth = o->max_depth > 0 ? o->max_depth : CONFIG_MCP_DEFAULT_MAX_AGENT_DEPTH;
     a->log_content = o->log_content;
     return a;
 }
@@ -143,10 +148,21 @@ void agent_stream_next_turn(agent_t *a)
     memset(t, 0, sizeof(*t));
 }
 
+static void report_call(const agent_call_t *call, const json_t *result, bool ok, const char *error,
+                        double duration_s);
+
 void agent_free(agent_t *a)
 {
     if (a == NULL)
         return;
+    /* Calls still running when the request ends (the client left): they never answer now,
+     * but they did start, so they are logged as such. */
+    for (size_t i = 0; i < a->n_calls; i++) {
+        agent_call_t *call = &a->calls[i];
+        if (call->handle != NULL)
+            report_call(call, NULL, false, "cancelled: the request ended",
+                        gateway_now() - call->started);
+    }
     round_reset(a);
     agent_stream_next_turn(a);
     if (a->later != NULL)
@@ -168,8 +184,8 @@ static const mcp_tool_t *auto_tool(const agent_t *a, const json_t *call)
     const char *type = json_string_value(json_object_get(call, "type"));
     if (type != NULL && strcmp(type, "function") != 0)
         return NULL;
-    const char *name = json_string_value(json_object_get(json_object_get(call, "function"),
-                                                         "name"));
+    const char *name =
+        json_string_value(json_object_get(json_object_get(call, "function"), "name"));
     const mcp_tool_t *t = inject_lookup(a->tools, name);
     return t != NULL && t->auto_execute ? t : NULL;
 }
@@ -186,8 +202,10 @@ agent_plan_t agent_plan(agent_t *a, const json_t *message)
     if (n_auto == 0)
         return AGENT_FINAL;
     if (a->rounds >= a->max_depth) {
-        log_warn(a->rid, "agent: max_agent_depth (%d) reached with %zu tool calls pending;"
-                 " answering with the last turn as is", a->max_depth, n);
+        log_warn(a->rid,
+                 "agent: max_agent_depth (%d) reached with %zu tool calls pending;"
+                 " answering with the last turn as is",
+                 a->max_depth, n);
         return AGENT_LIMIT;
     }
     return n_auto == n ? AGENT_RUN_ALL : AGENT_RUN_SOME;
@@ -213,13 +231,13 @@ static json_t *conversation_message(const json_t *m)
 
 static json_t *error_message(const char *id, const char *text)
 {
-    return json_pack("{s:s, s:s, s:s+}", "role", "tool", "tool_call_id", id ? id : "",
-                     "content", MCP_CONTENT_ERROR_PREFIX, text);
+    return json_pack("{s:s, s:s, s:s+}", "role", "tool", "tool_call_id", id ? id : "", "content",
+                     MCP_CONTENT_ERROR_PREFIX, text);
 }
 
 /* The call's log row and metric. result is the CallToolResult, or NULL. */
-static void report_call(const agent_call_t *call, const json_t *result, bool ok,
-                        const char *error, double duration_s)
+static void report_call(const agent_call_t *call, const json_t *result, bool ok, const char *error,
+                        double duration_s)
 {
     const agent_t *a = call->agent;
     char *result_text = NULL;
@@ -345,7 +363,7 @@ void agent_run(agent_t *a, const json_t *message, void (*done)(void *arg), void 
     a->calls = xcalloc(json_array_size(calls), sizeof(*a->calls));
     size_t i;
     const json_t *c;
-    json_array_foreach(calls, i, c) {
+    json_array_foreach (calls, i, c) {
         const mcp_tool_t *tool = auto_tool(a, c);
         if (tool == NULL)
             continue;
@@ -384,7 +402,7 @@ static json_t *client_calls(const agent_t *a, const json_t *message)
     json_t *out = json_array();
     size_t i;
     const json_t *c;
-    json_array_foreach(json_object_get(message, "tool_calls"), i, c) {
+    json_array_foreach (json_object_get(message, "tool_calls"), i, c) {
         if (auto_tool(a, c) == NULL)
             json_array_append(out, (json_t *)c);
     }
@@ -413,8 +431,7 @@ static json_t *summary(const agent_t *a, agent_plan_t plan, const json_t *final_
     if (plan != AGENT_RUN_SOME && final_message != NULL)
         final = conversation_message(final_message);
     return json_pack("{s:i, s:i, s:b, s:o}", "steps", a->turns, "max_depth", a->max_depth,
-                     "depth_limit_reached", plan == AGENT_LIMIT, "messages",
-                     transcript(a, final));
+                     "depth_limit_reached", plan == AGENT_LIMIT, "messages", transcript(a, final));
 }
 
 const json_t *agent_response_message(const json_t *resp)
@@ -458,7 +475,7 @@ static void remember_shape(agent_t *a, const json_t *chunk)
     a->shape = json_object();
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)chunk, key, v) {
+    json_object_foreach ((json_t *)chunk, key, v) {
         if (strcmp(key, "choices") != 0 && strcmp(key, "usage") != 0)
             json_object_set(a->shape, key, v);
     }
@@ -520,7 +537,7 @@ static void take_delta(agent_t *a, json_t *delta)
         return;
     size_t i;
     const json_t *d;
-    json_array_foreach(calls, i, d)
+    json_array_foreach (calls, i, d)
         take_call_delta(a, i, d);
     json_object_del(delta, "tool_calls");
 }
@@ -561,10 +578,10 @@ static json_t *stream_calls_json(const stream_turn_t *t)
     json_t *calls = json_array();
     for (size_t i = 0; i < t->n_calls; i++) {
         const stream_call_t *c = &t->calls[i];
-        json_array_append_new(calls, json_pack("{s:s, s:s, s:{s:s, s:s}}", "id",
-                                               buf_cstr(&c->id), "type", "function", "function",
-                                               "name", buf_cstr(&c->name), "arguments",
-                                               buf_cstr(&c->args)));
+        json_array_append_new(calls,
+                              json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", buf_cstr(&c->id), "type",
+                                        "function", "function", "name", buf_cstr(&c->name),
+                                        "arguments", buf_cstr(&c->args)));
     }
     return calls;
 }
@@ -578,8 +595,7 @@ const json_t *agent_stream_message(agent_t *a)
     json_object_set_new(t->message, "content",
                         t->has_content ? json_string(buf_cstr(&t->content)) : json_null());
     if (t->reasoning.len > 0)
-        json_object_set_new(t->message, "reasoning_content",
-                            json_string(buf_cstr(&t->reasoning)));
+        json_object_set_new(t->message, "reasoning_content", json_string(buf_cstr(&t->reasoning)));
     if (t->thinking != NULL)
         json_object_set(t->message, "thinking_blocks", t->thinking);
     if (t->n_calls > 0)
@@ -604,8 +620,8 @@ json_t *agent_event_calls(const agent_t *a)
     json_t *ids = json_array();
     for (size_t i = 0; i < a->n_calls; i++)
         json_array_append_new(ids, json_string(a->calls[i].id ? a->calls[i].id : ""));
-    return event_chunk(a, json_pack("{s:s, s:i, s:O, s:o}", "type", "tool_calls", "step",
-                                    a->turns, "message", a->round_msg, "executing", ids));
+    return event_chunk(a, json_pack("{s:s, s:i, s:O, s:o}", "type", "tool_calls", "step", a->turns,
+                                    "message", a->round_msg, "executing", ids));
 }
 
 json_t *agent_event_results(const agent_t *a)
@@ -622,19 +638,20 @@ static json_t *choice_chunk(const agent_t *a, json_t *delta, json_t *finish)
 {
     json_t *c = agent_chunk(a);
     json_array_append_new(json_object_get(c, "choices"),
-                          json_pack("{s:i, s:o, s:O}", "index", 0, "delta", delta,
-                                    "finish_reason", finish ? finish : json_null()));
+                          json_pack("{s:i, s:o, s:O}", "index", 0, "delta", delta, "finish_reason",
+                                    finish ? finish : json_null()));
     return c;
 }
 
-void agent_stream_tail(agent_t *a, agent_plan_t plan, json_t *out)
+json_t *agent_stream_tail(agent_t *a, agent_plan_t plan, json_t *usage)
 {
+    json_t *out = json_array();
     const json_t *msg = agent_stream_message(a);
     json_t *calls = plan == AGENT_RUN_SOME ? client_calls(a, msg)
                                            : json_incref(json_object_get(msg, "tool_calls"));
     size_t i;
     json_t *c;
-    json_array_foreach(calls, i, c) {
+    json_array_foreach (calls, i, c) {
         json_t *d = json_deep_copy(c);
         json_object_set_new(d, "index", json_integer((json_int_t)i));
         json_t *delta = json_pack("{s:[o]}", "tool_calls", d);
@@ -649,4 +666,21 @@ void agent_stream_tail(agent_t *a, agent_plan_t plan, json_t *out)
         json_object_set_new(s, "type", json_string("done"));
         json_array_append_new(out, event_chunk(a, s));
     }
+    if (usage != NULL) {
+        json_t *u = agent_chunk(a);
+        json_object_set_new(u, "usage", usage);
+        json_array_append_new(out, u);
+    }
+    return out;
+}
+
+json_t *agent_usage_json(long tokens_in, long tokens_out, long tokens_cached)
+{
+    json_t *u =
+        json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)tokens_in, "completion_tokens",
+                  (json_int_t)tokens_out, "total_tokens", (json_int_t)(tokens_in + tokens_out));
+    if (tokens_cached > 0)
+        json_object_set_new(u, "prompt_tokens_details",
+                            json_pack("{s:I}", "cached_tokens", (json_int_t)tokens_cached));
+    return u;
 }

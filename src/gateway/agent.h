@@ -30,6 +30,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "config/config.h"
 #include "gateway/inject.h"
 
 struct event_base;
@@ -47,11 +48,13 @@ typedef struct agent_opts {
     struct event_base *base;     /* the worker's loop: tool results come back on it */
     const char *request_id;      /* borrowed; outlives the agent */
     const inject_tools_t *tools; /* the request's MCP tools; borrowed, outlives the agent */
-    json_t *conversation;        /* the request's "messages" array; borrowed, appended to */
-    int max_depth;               /* rounds of tool execution at most */
+    json_t *body;                /* the canonical request; its "messages" grow with the loop */
+    int max_depth;               /* rounds of tool execution at most; 0 = the default (10) */
     bool log_content;            /* tool arguments and results go to the request log */
 } agent_opts_t;
 
+/* An agent for a request that was given an auto-executable tool and asks for one choice (a
+ * loop cannot follow several), or NULL: agent mode does not apply. */
 agent_t *agent_new(const agent_opts_t *o);
 /* Cancels the calls still running (their results are dropped) and frees everything. */
 void agent_free(agent_t *a);
@@ -92,9 +95,13 @@ json_t *agent_chunk(const agent_t *a);
 json_t *agent_event_calls(const agent_t *a);
 /* The event after a round ran: {"type":"tool_results", "step", "messages"}. */
 json_t *agent_event_results(const agent_t *a);
-/* The held end of the final turn: a chunk with the tool calls the client must run (all of the
- * turn's calls, or the others than those run for AGENT_RUN_SOME), the held finish reason, and
- * the "done" event when any tool ran or the limit stopped the loop. Appended to out. */
-void agent_stream_tail(agent_t *a, agent_plan_t plan, json_t *out);
+/* The chunks that end the final turn, in order: the tool calls the client must run (all of the
+ * turn's calls, or those gatehouse did not run for AGENT_RUN_SOME), the held finish reason, the
+ * "done" event when any tool ran or the limit stopped the loop, and a usage chunk when usage
+ * (stolen) is not NULL. New array. */
+json_t *agent_stream_tail(agent_t *a, agent_plan_t plan, json_t *usage);
+
+/* {"prompt_tokens", "completion_tokens", "total_tokens"[, "prompt_tokens_details"]}. New. */
+json_t *agent_usage_json(long tokens_in, long tokens_out, long tokens_cached);
 
 #endif

@@ -27,9 +27,9 @@ static json_t *caller_tool_names(const json_t *tools)
     json_t *names = json_object();
     size_t i;
     const json_t *tool;
-    json_array_foreach(tools, i, tool) {
-        const char *name = json_string_value(json_object_get(json_object_get(tool, "function"),
-                                                             "name"));
+    json_array_foreach (tools, i, tool) {
+        const char *name =
+            json_string_value(json_object_get(json_object_get(tool, "function"), "name"));
         if (name != NULL)
             json_object_set_new(names, name, json_true());
     }
@@ -49,8 +49,8 @@ static json_t *function_tool(const mcp_tool_t *t)
     if (json_is_object(schema))
         json_object_set(fn, "parameters", (json_t *)schema);
     else
-        json_object_set_new(fn, "parameters", json_pack("{s:s, s:{}}", "type", "object",
-                                                        "properties"));
+        json_object_set_new(fn, "parameters",
+                            json_pack("{s:s, s:{}}", "type", "object", "properties"));
     return json_pack("{s:s, s:o}", "type", "function", "function", fn);
 }
 

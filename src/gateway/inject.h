@@ -27,10 +27,13 @@ typedef struct inject_tools {
     mcp_catalog_t *catalog; /* reference held for the request, or NULL when none was added */
     json_t *visible;        /* exposed name -> true for every tool added; owned, or NULL */
     size_t n_added;
-    size_t n_auto;          /* how many of those gatehouse may run itself (agent mode) */
+    size_t n_auto; /* how many of those gatehouse may run itself (agent mode) */
 } inject_tools_t;
 
-#define INJECT_TOOLS_INIT {NULL, NULL, 0, 0}
+#define INJECT_TOOLS_INIT                                                                          \
+    {                                                                                              \
+        NULL, NULL, 0, 0                                                                           \
+    }
 
 /* Adds the MCP tools this request may see to body's "tools" (created when absent). Does
  * nothing, at the cost of one test, when the configuration has no MCP client; nothing either
