@@ -459,12 +459,12 @@ static void stream_done(chat_t *c)
     chat_end(c, 200, NULL, NULL, 0);
 }
 
-static void agent_stream_turn_end(chat_t *c);
+static void agent_turn_end(chat_t *c, const json_t *msg, json_t *resp);
 
 static void stream_succeeded(chat_t *c)
 {
     if (c->agent != NULL)
-        agent_stream_turn_end(c);
+        agent_turn_end(c, agent_stream_message(c->agent), NULL);
     else
         stream_done(c);
 }
@@ -484,16 +484,13 @@ static void add_agent_headers(chat_t *c, agent_plan_t plan)
         http_response_header(c->http, "x-gatehouse-agent-depth-limit-reached", "true");
 }
 
-/* Usage over every turn, in the OpenAI shape. New reference. */
-static json_t *usage_totals(const chat_t *c)
+/* The usage the client gets: the upstream's own for a single turn, else the sum of every
+ * turn. New reference, or NULL when the upstream sent none. */
+static json_t *client_usage(const chat_t *c, const json_t *last)
 {
-    json_t *u = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)c->tokens_in,
-                          "completion_tokens", (json_int_t)c->tokens_out, "total_tokens",
-                          (json_int_t)(c->tokens_in + c->tokens_out));
-    if (c->tokens_cached > 0)
-        json_object_set_new(u, "prompt_tokens_details",
-                            json_pack("{s:I}", "cached_tokens", (json_int_t)c->tokens_cached));
-    return u;
+    if (last == NULL || agent_turns(c->agent) <= 1)
+        return json_deep_copy(last);
+    return agent_usage_json(c->tokens_in, c->tokens_out, c->tokens_cached);
 }
 
 /* Sends the final JSON answer (resp is consumed). */
@@ -501,8 +498,9 @@ static void answer_json(chat_t *c, json_t *resp, agent_plan_t plan)
 {
     if (c->agent != NULL) {
         agent_finish_json(c->agent, resp, plan);
-        if (agent_turns(c->agent) > 1)
-            json_object_set_new(resp, "usage", usage_totals(c));
+        json_t *usage = client_usage(c, json_object_get(resp, "usage"));
+        if (usage != NULL)
+            json_object_set_new(resp, "usage", usage);
     }
     char *text = json_dumps(resp, JSON_COMPACT);
     json_decref(resp);
@@ -512,19 +510,19 @@ static void answer_json(chat_t *c, json_t *resp, agent_plan_t plan)
     free(text);
 }
 
+/* Writes a chunk made for the client (consumed). */
+static void write_own_chunk(chat_t *c, json_t *chunk)
+{
+    write_chunk(c, chunk);
+    json_decref(chunk);
+}
+
 /* Ends an agent's stream: the held tool calls and finish reason, the summary event, the usage
- * (over every turn) when the client asked for it, and [DONE]. */
+ * when the client asked for it, and [DONE]. */
 static void stream_finish_agent(chat_t *c, agent_plan_t plan)
 {
-    json_t *out = json_array();
-    agent_stream_tail(c->agent, plan, out);
-    const json_t *usage = agent_stream_usage(c->agent);
-    if (c->req.include_usage && usage != NULL) {
-        json_t *chunk = agent_chunk(c->agent);
-        json_object_set_new(chunk, "usage", agent_turns(c->agent) > 1 ? usage_totals(c)
-                                                                      : json_deep_copy(usage));
-        json_array_append_new(out, chunk);
-    }
+    json_t *usage = c->req.include_usage ? client_usage(c, agent_stream_usage(c->agent)) : NULL;
+    json_t *out = agent_stream_tail(c->agent, plan, usage);
     size_t i;
     json_t *chunk;
     json_array_foreach(out, i, chunk)
@@ -547,11 +545,8 @@ static void next_turn(chat_t *c)
 static void on_round_done(void *arg)
 {
     chat_t *c = arg;
-    if (c->req.stream) {
-        json_t *ev = agent_event_results(c->agent);
-        write_chunk(c, ev);
-        json_decref(ev);
-    }
+    if (c->req.stream)
+        write_own_chunk(c, agent_event_results(c->agent));
     if (c->plan == AGENT_RUN_ALL) {
         next_turn(c);
     } else if (c->req.stream) {
@@ -563,43 +558,29 @@ static void on_round_done(void *arg)
     }
 }
 
-/* Runs a turn's tool calls; the provider's slot is not held while tools run. */
-static void run_round(chat_t *c, agent_plan_t plan, const json_t *message)
+/* A complete model turn, with its assistant message: the agent runs its calls (without holding
+ * the provider's slot meanwhile), or the answer ends here. resp is the JSON answer (consumed),
+ * or NULL in a stream. */
+static void agent_turn_end(chat_t *c, const json_t *msg, json_t *resp)
 {
+    agent_plan_t plan = msg != NULL ? agent_plan(c->agent, msg) : AGENT_FINAL;
+    if (plan == AGENT_FINAL || plan == AGENT_LIMIT) {
+        if (resp != NULL)
+            answer_json(c, resp, plan);
+        else
+            stream_finish_agent(c, plan);
+        return;
+    }
     c->plan = plan;
     attempt_reset(c);
     release_slot(c);
-    agent_run(c->agent, message, on_round_done, c);
-    if (c->req.stream) {
-        json_t *ev = agent_event_calls(c->agent);
-        write_chunk(c, ev);
-        json_decref(ev);
-    }
-}
-
-static void agent_json_turn_end(chat_t *c, json_t *resp)
-{
-    const json_t *msg = agent_response_message(resp);
-    agent_plan_t plan = msg != NULL ? agent_plan(c->agent, msg) : AGENT_FINAL;
-    if (plan != AGENT_RUN_ALL && plan != AGENT_RUN_SOME) {
-        answer_json(c, resp, plan);
-        return;
-    }
-    run_round(c, plan, msg); /* copies msg */
+    agent_run(c->agent, msg, on_round_done, c); /* copies msg */
     if (plan == AGENT_RUN_SOME)
         c->held_resp = resp;
     else
         json_decref(resp);
-}
-
-static void agent_stream_turn_end(chat_t *c)
-{
-    const json_t *msg = agent_stream_message(c->agent);
-    agent_plan_t plan = agent_plan(c->agent, msg);
-    if (plan == AGENT_RUN_ALL || plan == AGENT_RUN_SOME)
-        run_round(c, plan, msg);
-    else
-        stream_finish_agent(c, plan);
+    if (resp == NULL)
+        write_own_chunk(c, agent_event_calls(c->agent));
 }
 
 /* ---- upstream callbacks --------------------------------------------------------------------- */
@@ -710,7 +691,7 @@ static void finish_json(chat_t *c)
     }
     note_usage(c, json_object_get(resp, "usage"));
     if (c->agent != NULL)
-        agent_json_turn_end(c, resp);
+        agent_turn_end(c, agent_response_message(resp), resp);
     else
         answer_json(c, resp, AGENT_FINAL);
 }
@@ -1044,23 +1025,16 @@ static bool header_is(const char *value, const char *boolean)
     return strcasecmp(value, boolean) == 0 || strcmp(value, want ? "1" : "0") == 0;
 }
 
-/* Adds the request's MCP tools; an agent follows the request when any of them auto-executes
- * and the request asks for one choice (a loop cannot follow several). */
+/* Adds the request's MCP tools; an agent follows the request when any of them auto-executes. */
 static void setup_mcp(chat_t *c)
 {
     inject_mcp_tools(c->snap->cfg, c->http, c->req.body, &c->tools);
-    if (c->tools.n_auto == 0)
-        return;
-    json_t *n = json_object_get(c->req.body, "n");
-    if (json_is_integer(n) && json_integer_value(n) > 1)
-        return;
-    int depth = c->snap->cfg->mcp_max_agent_depth;
     agent_opts_t o = {
         .base = gateway_worker_base(c->worker),
         .request_id = c->rid,
         .tools = &c->tools,
-        .conversation = json_object_get(c->req.body, "messages"),
-        .max_depth = depth > 0 ? depth : CONFIG_MCP_DEFAULT_MAX_AGENT_DEPTH,
+        .body = c->req.body,
+        .max_depth = c->snap->cfg->mcp_max_agent_depth,
         .log_content = c->log_content,
     };
     c->agent = agent_new(&o);
