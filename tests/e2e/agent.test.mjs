@@ -19,7 +19,7 @@ import {
     REPO_ROOT, startGateway, startReplay, provider, checkShutdown, collectStream, readSseBody, sleep,
 } from './harness.mjs';
 import { fixture } from './recorded.mjs';
-import { adminToken, waitForRow, parseMetrics } from './telemetry_util.mjs';
+import { adminToken, waitForRow, parseMetrics, until } from './telemetry_util.mjs';
 
 const MODULES = path.join(REPO_ROOT, 'tests', 'node_modules', '@modelcontextprotocol');
 const EVERYTHING = path.join(MODULES, 'server-everything', 'dist', 'index.js');
@@ -167,12 +167,17 @@ function exposedTools() {
     return out;
 }
 
-test('the MCP tools reach the model as function tools, after the caller tools, with the servers\' names and schemas', async () => {
+test('MCP tools reach the model after the caller tools, with the servers\' names and schemas', async () => {
     const callerEcho = {
         type: 'function',
-        function: { name: 'everything-echo', description: 'the caller\'s own echo', parameters: { type: 'object', properties: {} } },
+        function: {
+            name: 'everything-echo',
+            description: 'the caller\'s own echo',
+            parameters: { type: 'object', properties: {} },
+        },
     };
-    const res = await gw.post('/v1/chat/completions', ask('amock', 'which tools?', { tools: [weatherTool, callerEcho] }));
+    const body = ask('amock', 'which tools?', { tools: [weatherTool, callerEcho] });
+    const res = await gw.post('/v1/chat/completions', body);
     assert.equal(res.status, 200, res.text);
 
     const sent = received('amock')[0].tools;
@@ -211,7 +216,10 @@ test('the include headers narrow the tools a request sees (both spellings); an e
 });
 
 test('a tool the caller defines under an MCP tool\'s name is the caller\'s: gatehouse does not run it', async () => {
-    const callerEcho = { type: 'function', function: { name: 'everything-echo', parameters: { type: 'object', properties: {} } } };
+    const callerEcho = {
+        type: 'function',
+        function: { name: 'everything-echo', parameters: { type: 'object', properties: {} } },
+    };
     const { data, response } = await gw.client().chat.completions
         .create(ask('ajson0', 'echo please', { tools: [callerEcho] }))
         .withResponse();
@@ -385,7 +393,9 @@ test('JSON: retries apply to every model call of the loop', async () => {
 // ---- streaming agent loop ---------------------------------------------------------------------
 
 function sseTurn(name, i) {
-    const chunks = turnOf(name, i).text.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)));
+    const chunks = turnOf(name, i).text.split('\n\n')
+        .filter((e) => e.startsWith('data: {'))
+        .map((e) => JSON.parse(e.slice(6)));
     const content = chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
     const calls = [];
     for (const c of chunks) {
@@ -462,7 +472,9 @@ test('stream: mixed turn - the client gets the calls it must run as deltas, and 
     );
     assert.equal(got.error, null, String(got.error));
     assert.equal(received('asmix').length, 1);
-    assert.deepEqual(got.toolCalls, [{ id: weatherCall.id, type: 'function', name: 'get_weather', arguments: weatherCall.function.arguments }]);
+    assert.deepEqual(got.toolCalls, [
+        { id: weatherCall.id, type: 'function', name: 'get_weather', arguments: weatherCall.function.arguments },
+    ]);
     assert.equal(got.finishReason, 'tool_calls');
     const events = agentEvents(got.chunks);
     assert.deepEqual(events.map((e) => e.type), ['tool_calls', 'tool_results', 'done']);
@@ -504,10 +516,11 @@ test('stream: a model call that breaks after its text started ends with an error
     assert.equal(replay.received(replay.pathOf(url.astream)).length, 2, 'no retry once text went out');
 });
 
-test('stream: a later model call that fails before sending anything is retried, then reported in the stream', async () => {
+test('stream: a later model call failing before it sent anything is retried, then reported in-stream', async () => {
     const prefix = replay.pathOf(url.astream);
     replay.script({ prefix, after: 1, status: 503 });
-    const ok = await collectStream(await gw.client().chat.completions.create(ask('astream', 'retry', { stream: true })));
+    const client = gw.client();
+    const ok = await collectStream(await client.chat.completions.create(ask('astream', 'retry', { stream: true })));
     assert.equal(ok.error, null, String(ok.error));
     assert.equal(ok.content, sseTurn('stream_echo', 0).content + sseTurn('stream_echo', 1).content);
     assert.deepEqual(replay.received(prefix).map((r) => r.served), ['fixture', 'fault', 'fixture']);
@@ -528,10 +541,11 @@ test('stream: a later model call that fails before sending anything is retried, 
 });
 
 test('a client that leaves while a tool runs cancels the loop: no further model call', async () => {
+    const id = `agent-gone-${Date.now()}`;
     const ac = new AbortController();
     const pending = fetch(`${gw.baseURL}/chat/completions`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', 'x-request-id': id },
         body: JSON.stringify(ask('aslow', 'slow tool')),
         signal: ac.signal,
     }).catch((e) => e);
@@ -543,6 +557,14 @@ test('a client that leaves while a tool runs cancels the loop: no further model 
     await sleep(args.duration * 1000 + 500); // the tool's own duration, and a margin
     assert.equal(received('aslow').length, 1);
     assert.equal((await gw.get('/health')).status, 200);
+
+    const row = await until(async () => {
+        const r = await waitForRow(gw, id, TOKEN);
+        return r.tool_calls.length > 0 ? r : null;
+    });
+    assert.equal(row.status, 499);
+    assert.deepEqual(row.tool_calls.map((t) => [t.tool, t.ok, t.error]),
+        [['trigger-long-running-operation', false, 'cancelled: the request ended']]);
 });
 
 test('gatehouse shuts down cleanly on SIGTERM', async () => {
