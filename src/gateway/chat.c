@@ -206,14 +206,25 @@ static void log_response(chat_t *c, const char *text, size_t len)
     buf_append(&c->logged_response, text, len < room ? len : room);
 }
 
+/* The same for one SSE data line: the log keeps the lines joined by newlines. */
+static void log_data_line(chat_t *c, const char *text, size_t len)
+{
+    if (c->logged_response.len > 0)
+        log_response(c, "\n", 1);
+    log_response(c, text, len);
+}
+
 /* The request's record for the request log and the metrics. */
 static void report_request(chat_t *c, int status)
 {
     double latency = gateway_now() - c->started_at;
     double overhead = latency - c->upstream_s - c->waited_s;
+    /* After the last fallback failed, cur points past the end: the record is about the target
+     * that failed last. */
     const router_target_t *t = NULL;
+    size_t last = c->cur < c->n_targets ? c->cur : c->n_targets - 1;
     if (c->n_targets > 0)
-        t = &c->targets[c->cur < c->n_targets ? c->cur : c->n_targets - 1];
+        t = &c->targets[last];
     size_t body_len = 0;
     const char *body = http_request_body(c->http, &body_len);
     /* A provider may echo its key in an answer; the log keeps no key. */
@@ -233,9 +244,9 @@ static void report_request(chat_t *c, int status)
         .method = http_request_method(c->http),
         .path = http_request_path(c->http),
         .provider = t ? t->provider->name : NULL,
-        .model = t ? t->model : c->req.model,
+        .model = t ? t->model : NULL,
         .key_name = t && c->key_index >= 0 ? t->provider->keys[c->key_index].name : NULL,
-        .fallback_index = (int)c->cur,
+        .fallback_index = t ? (int)last : 0,
         .retries = c->retries,
         .status = status,
         .stream = c->req.stream,
@@ -305,8 +316,12 @@ static void fail_request(chat_t *c, int status, const char *message, const char 
                          const char *param, const char *code)
 {
     buf_t body = BUF_INIT;
-    dialect_openai_error(&body, message, type ? type : dialect_openai_error_type(status), param,
-                         code);
+    type = type ? type : dialect_openai_error_type(status);
+    dialect_openai_error(&body, message, type, param, code);
+    /* The log row and the metrics carry the error the client got. */
+    if (message != c->fail_msg)
+        snprintf(c->fail_msg, sizeof(c->fail_msg), "%s", message);
+    c->fail_type = type;
     if (c->client_streaming) {
         write_sse_data(c, body.data, body.len);
         chat_end(c, status, NULL, NULL, 0);
@@ -378,8 +393,7 @@ static void write_sse_data(chat_t *c, const char *json, size_t len)
     http_stream_write(c->http, out.data, out.len);
     buf_free(&out);
 
-    log_response(c, json, len);
-    log_response(c, "\n", 1);
+    log_data_line(c, json, len);
 }
 
 static void note_usage(chat_t *c, const json_t *usage)
@@ -455,7 +469,7 @@ static void stream_done(chat_t *c)
         client_stream_begin(c); /* an empty but complete stream is still a stream */
     static const char done[] = "data: [DONE]\n\n";
     http_stream_write(c->http, done, sizeof(done) - 1);
-    log_response(c, "[DONE]", 6);
+    log_data_line(c, "[DONE]", 6);
     chat_end(c, 200, NULL, NULL, 0);
 }
 
