@@ -45,6 +45,7 @@ const ROUTES = {
     asmix: ['stream_mixed'],
     asloop: ['stream_loop'],
     aslow: ['json_slow_tool'],
+    aanth: ['anthropic_echo'],
 };
 
 // A second opinion on each server: the official SDK client on a server of its own.
@@ -117,7 +118,11 @@ before(async () => {
     gw = await startGateway({
         replay,
         providers: Object.keys(url).map((name) =>
-            provider(name, { family: 'openai', baseUrl: url[name], maxRetries: retrying.has(name) ? 1 : 0 }),
+            provider(name, {
+                family: name === 'aanth' ? 'anthropic' : 'openai',
+                baseUrl: url[name],
+                maxRetries: retrying.has(name) ? 1 : 0,
+            }),
         ),
         env: { MEMORY_FILE_PATH: path.join(tmp, 'gatehouse-memory.jsonl') },
         sections: {
@@ -388,6 +393,33 @@ test('JSON: retries apply to every model call of the loop', async () => {
     assert.deepEqual(rx.map((r) => r.served), ['fixture', 'fault', 'fixture']);
     assert.deepEqual(rx[2].json.messages, rx[1].json.messages, 'the retry sends the same conversation');
     assert.equal(res.json.choices[0].message.content, turnOf('json_echo', 1).json.choices[0].message.content);
+});
+
+test('JSON: the loop works the same behind an Anthropic upstream (tool_use in, tool_result out)', async () => {
+    const { data, response } = await gw.client().chat.completions
+        .create(ask('aanth', 'echo through claude'))
+        .withResponse();
+    const t1 = turnOf('anthropic_echo', 0).json;
+    const t2 = turnOf('anthropic_echo', 1).json;
+    const use = t1.content.find((b) => b.type === 'tool_use');
+    const echoed = toolText(await sdk.everything.call('echo', use.input));
+
+    const up = received('aanth');
+    assert.equal(up.length, 2);
+    assert.ok(up[0].tools.some((t) => t.name === 'everything-echo'), 'the MCP tool reached Claude');
+    const [user, assistantTurn, results] = up[1].messages;
+    assert.equal(user.role, 'user');
+    assert.equal(assistantTurn.role, 'assistant');
+    assert.deepEqual(assistantTurn.content.find((b) => b.type === 'tool_use'), use);
+    assert.equal(results.role, 'user');
+    assert.deepEqual(results.content, [{ type: 'tool_result', tool_use_id: use.id, content: echoed }]);
+
+    assert.equal(data.choices[0].message.content, t2.content[0].text);
+    assert.equal(response.headers.get('x-gatehouse-agent-steps'), '2');
+    assert.equal(data.usage.prompt_tokens, t1.usage.input_tokens + t2.usage.input_tokens);
+    assert.equal(data.usage.completion_tokens, t1.usage.output_tokens + t2.usage.output_tokens);
+    const call = data.gatehouse_agent.messages[0].tool_calls[0];
+    assert.deepEqual([call.id, call.function.name, JSON.parse(call.function.arguments)], [use.id, use.name, use.input]);
 });
 
 // ---- streaming agent loop ---------------------------------------------------------------------
