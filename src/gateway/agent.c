@@ -231,8 +231,14 @@ static json_t *conversation_message(const json_t *m)
 
 static json_t *error_message(const char *id, const char *text)
 {
-    return json_pack("{s:s, s:s, s:s+}", "role", "tool", "tool_call_id", id ? id : "", "content",
-                     MCP_CONTENT_ERROR_PREFIX, text);
+    json_t *m = json_pack("{s:s, s:s, s:s+}", "role", "tool", "tool_call_id", id ? id : "",
+                          "content", MCP_CONTENT_ERROR_PREFIX, text);
+    /* A message cut short inside a UTF-8 sequence is no JSON string; the model still needs a
+     * result for the call. */
+    if (m == NULL)
+        m = json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id", id ? id : "", "content",
+                      MCP_CONTENT_ERROR_PREFIX "the tool call failed");
+    return m;
 }
 
 /* The call's log row and metric. result is the CallToolResult, or NULL. */
@@ -288,8 +294,9 @@ static void report_tool_error(const agent_call_t *call, const json_t *result, co
                               double duration_s)
 {
     char text[AGENT_MAX_LOGGED_ERROR + 1] = "the tool reported an error (isError)";
-    if (call->agent->log_content)
-        snprintf(text, sizeof(text), "%s", json_string_value(json_object_get(msg, "content")));
+    const char *content = json_string_value(json_object_get(msg, "content"));
+    if (call->agent->log_content && content != NULL)
+        snprintf(text, sizeof(text), "%s", content);
     report_call(call, result, false, text, duration_s);
 }
 
