@@ -6,7 +6,7 @@
  * mcp_client_t, every list in progress and every call on the wire belongs to it. Other
  * threads reach it in three ways only:
  *
- *   commands  a mutex-protected queue (call, cancel, reconfigure, stop) and one event that
+ *   commands  a mutex-protected queue (call, cancel, reconfigure, stop, post) and one event that
  *             any thread activates (event_active; libevent is set up for threads);
  *   catalog   an immutable, reference-counted snapshot behind a mutex (hub_catalog.c);
  *   results   event_base_once on the caller's own loop (thread-safe with evthread).
@@ -138,12 +138,14 @@ typedef struct hub_config {
     long resync_ms;
 } hub_config_t;
 
-typedef enum cmd_kind { CMD_CALL, CMD_CANCEL, CMD_RECONFIGURE, CMD_STOP } cmd_kind_t;
+typedef enum cmd_kind { CMD_CALL, CMD_CANCEL, CMD_RECONFIGURE, CMD_STOP, CMD_POST } cmd_kind_t;
 
 typedef struct cmd {
     cmd_kind_t kind;
     mcp_hub_call_t *call; /* CMD_CALL, CMD_CANCEL: holds a reference */
     hub_config_t *config; /* CMD_RECONFIGURE: owned */
+    void (*post_fn)(struct event_base *base, void *arg); /* CMD_POST */
+    void *post_arg;
     TAILQ_ENTRY(cmd) link;
 } cmd_t;
 
@@ -947,6 +949,9 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
         case CMD_STOP:
             begin_stop(h);
             break;
+        case CMD_POST:
+            cmd->post_fn(h->base, cmd->post_arg);
+            break;
         }
         free(cmd);
     }
@@ -1074,6 +1079,18 @@ void mcp_hub_stop(void)
     pthread_mutex_unlock(&cat_lock);
     catalog_install(hub_catalog_empty(version));
     log_info(NULL, "MCP tool hub stopped");
+}
+
+int mcp_hub_post(void (*fn)(struct event_base *base, void *arg), void *arg)
+{
+    cmd_t *cmd = cmd_new(CMD_POST, NULL, NULL);
+    cmd->post_fn = fn;
+    cmd->post_arg = arg;
+    if (!push_cmd(cmd)) {
+        free(cmd);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- public API: calls ---------------------------------------------------------------------- */

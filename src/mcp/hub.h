@@ -70,14 +70,14 @@ typedef struct mcp_tool {
 } mcp_tool_t;
 
 typedef struct mcp_catalog {
-    int refcount;           /* atomic */
-    uint64_t version;       /* increases with every change */
-    mcp_tool_t *tools;      /* executable tools of every client, sorted by exposed name */
+    int refcount;      /* atomic */
+    uint64_t version;  /* increases with every change */
+    mcp_tool_t *tools; /* executable tools of every client, sorted by exposed name */
     size_t n_tools;
-    json_t *resources;      /* array; each with "uri" namespaced as described in server docs */
-    json_t *templates;      /* resource templates, namespaced the same way */
-    json_t *prompts;        /* array; "name" namespaced "<client>-<prompt>" */
-    json_t *clients;        /* [{"name", "state", "transport", "tools": N, "error"}] for /health */
+    json_t *resources; /* array; each with "uri" namespaced as described in server docs */
+    json_t *templates; /* resource templates, namespaced the same way */
+    json_t *prompts;   /* array; "name" namespaced "<client>-<prompt>" */
+    json_t *clients;   /* [{"name", "state", "transport", "tools": N, "error"}] for /health */
 } mcp_catalog_t;
 
 /* The current catalog, with a reference the caller releases. Any thread. */
@@ -96,8 +96,8 @@ void mcp_hub_unsubscribe(mcp_hub_sub_t *sub);
 /* ---- calls ---------------------------------------------------------------------------------- */
 
 typedef struct mcp_hub_result {
-    const json_t *result;    /* the JSON-RPC result (for tools/call: CallToolResult), or NULL */
-    const mcp_error_t *err;  /* set when result is NULL: timeout, unavailable, JSON-RPC error */
+    const json_t *result;   /* the JSON-RPC result (for tools/call: CallToolResult), or NULL */
+    const mcp_error_t *err; /* set when result is NULL: timeout, unavailable, JSON-RPC error */
     double duration_s;
 } mcp_hub_result_t;
 
@@ -116,5 +116,14 @@ mcp_hub_call_t *mcp_hub_request(struct event_base *reply_base, const char *clien
 /* From reply_base's thread: the callback will not run; the server gets
  * notifications/cancelled if the call was already sent. */
 void mcp_hub_cancel(mcp_hub_call_t *call);
+
+/* ---- work of other modules on the hub thread ------------------------------------------------ */
+
+/* Runs fn(base, arg) on the hub thread, base being the hub's event loop, after the commands
+ * queued before it. For the modules above mcp/ whose work DESIGN.md puts on the tool plane
+ * (Code Mode's executor: its sockets and timers are events on base); mcp/ knows nothing of
+ * them. Events fn adds to base must be gone before mcp_hub_stop. Returns 0, or -1 when the
+ * hub is not running or is stopping: fn will not run. Any thread. */
+int mcp_hub_post(void (*fn)(struct event_base *base, void *arg), void *arg);
 
 #endif

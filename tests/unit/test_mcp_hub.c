@@ -966,6 +966,41 @@ static void test_hub_reconfigure(void **state)
     loop_done(&l);
 }
 
+typedef struct posted {
+    int runs;                /* atomic */
+    struct event_base *base; /* what the hub passed */
+    pthread_t thread;        /* where it ran */
+} posted_t;
+
+static void on_posted(struct event_base *base, void *arg)
+{
+    posted_t *p = arg;
+    p->base = base;
+    p->thread = pthread_self();
+    __atomic_add_fetch(&p->runs, 1, __ATOMIC_RELEASE);
+}
+
+/* mcp_hub_post runs work on the hub thread with the hub's loop, and refuses without a hub. */
+static void test_hub_post(void **state)
+{
+    posted_t p = {0};
+    assert_int_equal(mcp_hub_post(on_posted, &p), -1);
+
+    start_hub(NULL, 0, 0);
+    assert_int_equal(mcp_hub_post(on_posted, &p), 0);
+    assert_int_equal(mcp_hub_post(on_posted, &p), 0);
+    double deadline = now_ms() + SAFETY_MS;
+    while (__atomic_load_n(&p.runs, __ATOMIC_ACQUIRE) < 2 && now_ms() < deadline)
+        usleep(1000);
+    assert_int_equal(__atomic_load_n(&p.runs, __ATOMIC_ACQUIRE), 2);
+    assert_non_null(p.base);
+    assert_false(pthread_equal(p.thread, pthread_self()));
+    mcp_hub_stop();
+
+    assert_int_equal(mcp_hub_post(on_posted, &p), -1);
+    assert_int_equal(p.runs, 2);
+}
+
 static int setup(void **state)
 {
     evthread_use_pthreads();
@@ -996,6 +1031,7 @@ int main(void)
         cmocka_unit_test_teardown(test_hub_list_changed, teardown),
         cmocka_unit_test_teardown(test_hub_server_killed, teardown),
         cmocka_unit_test_teardown(test_hub_reconfigure, teardown),
+        cmocka_unit_test_teardown(test_hub_post, teardown),
     };
     return cmocka_run_group_tests_name("mcp_hub", tests, setup, NULL);
 }
