@@ -1,7 +1,8 @@
 # gatehouse build. Plain make, pkg-config for every library.
 #
-#   make            release build: build/gatehouse
-#   make asan       AddressSanitizer + UBSan build: build/asan/gatehouse
+#   make            release build: build/gatehouse, build/gatehouse-sandbox, build/sandbox-driver
+#   make asan       AddressSanitizer + UBSan build: build/asan/gatehouse (and
+#                   build/asan/gatehouse-sandbox, UBSan only: see the sandbox section)
 #   make unit       build and run the cmocka unit tests
 #   make unit-asan  the same under the sanitizers
 #   make fuzz       libFuzzer targets (clang): build/fuzz/*
@@ -20,14 +21,17 @@ OPT_CFLAGS := -O2 -g
 ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined
 
-SRCS := $(shell find src -name '*.c' | sort)
+# src/sandbox/ is a separate program (gatehouse-sandbox) that embeds CPython; only its wire
+# format (frame.c, no dependency but libc) is shared with the gateway's library.
+SANDBOX_SRCS := $(filter-out src/sandbox/frame.c,$(wildcard src/sandbox/*.c))
+SRCS := $(filter-out $(SANDBOX_SRCS),$(shell find src -name '*.c' | sort))
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 
 .PHONY: all asan unit unit-asan fuzz clean format check-format bench
 
-all: build/gatehouse
+all: build/gatehouse build/gatehouse-sandbox
 
 # ---- object rules, one tree per flavour --------------------------------------------------------
 
@@ -57,7 +61,48 @@ build/gatehouse: build/rel/src/main.o build/rel/libgatehouse.a
 build/asan/gatehouse: build/asan/src/main.o build/asan/libgatehouse.a
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
 
-asan: build/asan/gatehouse
+asan: build/asan/gatehouse build/asan/gatehouse-sandbox
+
+# ---- gatehouse-sandbox: embedded CPython (Debian's libpython3.11) and libseccomp ---------------
+#
+# The harness (src/sandbox/harness.py) is compiled into the binary as a C array. The "asan"
+# flavour of the sandbox is built with UBSan only, not AddressSanitizer: every sandbox child runs
+# under RLIMIT_AS (256 MiB by default), and ASan's shadow memory reserves terabytes of address
+# space, so an ASan child could not even start. Its frame reader is covered by ASan through
+# the unit tests and the fuzz target instead.
+
+SANDBOX_PKGS := python3-embed libseccomp jansson
+SANDBOX_CFLAGS := $(shell pkg-config --cflags $(SANDBOX_PKGS)) -Ibuild/gen
+SANDBOX_LIBS := $(shell pkg-config --libs $(SANDBOX_PKGS))
+UBSAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=undefined -fno-sanitize-recover=undefined
+SANDBOX_ALL_SRCS := $(SANDBOX_SRCS) src/sandbox/frame.c
+SANDBOX_REL_OBJS := $(SANDBOX_ALL_SRCS:%.c=build/rel/%.o)
+SANDBOX_UBSAN_OBJS := $(SANDBOX_ALL_SRCS:%.c=build/ubsan/%.o)
+
+build/gen/sandbox/harness_py.h: src/sandbox/harness.py
+	@mkdir -p $(dir $@)
+	@{ echo '/* generated from $< by the Makefile; do not edit */'; \
+	  echo 'static const char sandbox_harness_py[] = {'; \
+	  od -An -v -tx1 $< | sed -e 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '0x00};'; } >$@
+
+$(SANDBOX_REL_OBJS) $(SANDBOX_UBSAN_OBJS): build/gen/sandbox/harness_py.h
+$(SANDBOX_REL_OBJS): CFLAGS_BASE += $(SANDBOX_CFLAGS)
+
+build/ubsan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(SANDBOX_CFLAGS) $(UBSAN_CFLAGS) -MMD -MP -c $< -o $@
+
+build/gatehouse-sandbox: $(SANDBOX_REL_OBJS)
+	$(CC) $(OPT_CFLAGS) -o $@ $^ $(SANDBOX_LIBS)
+
+build/asan/gatehouse-sandbox: $(SANDBOX_UBSAN_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(UBSAN_CFLAGS) -o $@ $^ $(SANDBOX_LIBS)
+
+# The escape suite's driver (tests/sandbox/driver.c): plays the gateway's side of the wire format.
+build/sandbox-driver: build/rel/tests/sandbox/driver.o build/rel/src/sandbox/frame.o
+	$(CC) $(OPT_CFLAGS) -o $@ $^ $(shell pkg-config --libs jansson)
 
 # ---- unit tests: one binary per tests/unit/test_*.c, linked with every module but main ---------
 
@@ -94,7 +139,8 @@ fuzz: $(FUZZ_BINS)
 # ---- housekeeping ------------------------------------------------------------------------------
 
 format:
-	clang-format -i $(SRCS) $(wildcard src/*/*.h) $(UNIT_SRCS) $(FUZZ_SRCS)
+	clang-format -i $(SRCS) $(SANDBOX_SRCS) $(wildcard src/*/*.h) $(UNIT_SRCS) $(FUZZ_SRCS) \
+	    $(wildcard tests/sandbox/*.c)
 
 bench: all
 	bench/run.sh

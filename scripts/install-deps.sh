@@ -36,6 +36,8 @@ packages=(
     libhttp-parser-dev   # inbound HTTP parsing
     libcmocka-dev        # unit tests
     libsqlite3-dev       # request log
+    libpython3.11-dev    # gatehouse-sandbox embeds CPython (pkg-config python3-embed)
+    libseccomp-dev       # gatehouse-sandbox's system call filter
     clang                # fuzz targets (libFuzzer)
 )
 
