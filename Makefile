@@ -31,7 +31,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 
 .PHONY: all asan unit unit-asan fuzz clean format check-format bench
 
-all: build/gatehouse build/gatehouse-sandbox
+all: build/gatehouse build/gatehouse-sandbox build/sandbox-driver
 
 # ---- object rules, one tree per flavour --------------------------------------------------------
 

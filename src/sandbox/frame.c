@@ -87,6 +87,19 @@ sandbox_frame_result_t sandbox_frame_reader_next(sandbox_frame_reader_t *r, cons
     return SANDBOX_FRAME_READY;
 }
 
+size_t sandbox_frame_reader_wanted(const sandbox_frame_reader_t *r)
+{
+    if (r->failed)
+        return 0;
+    size_t avail = r->len - r->start;
+    if (avail < 4)
+        return 4 - avail;
+    size_t n = read_be32(r->buf + r->start);
+    if (n > SANDBOX_FRAME_MAX)
+        return 0;
+    return avail - 4 >= n ? 0 : n - (avail - 4);
+}
+
 int sandbox_frame_reader_partial(const sandbox_frame_reader_t *r)
 {
     return r->len > r->start;

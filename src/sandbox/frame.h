@@ -40,6 +40,10 @@ int sandbox_frame_reader_feed(sandbox_frame_reader_t *r, const void *data, size_
  * and is NUL-terminated for convenience (the frame itself may contain NUL bytes). */
 sandbox_frame_result_t sandbox_frame_reader_next(sandbox_frame_reader_t *r, const char **body,
                                                  size_t *body_len);
+/* How many more bytes the frame in progress needs (its header first, then its body): a reader
+ * that never reads more than this never takes bytes of the next frame, which is how the zygote
+ * knows which frame a received descriptor belongs to. 0 after an error. */
+size_t sandbox_frame_reader_wanted(const sandbox_frame_reader_t *r);
 /* True when bytes of an unfinished frame are buffered (the peer closed mid-frame). */
 int sandbox_frame_reader_partial(const sandbox_frame_reader_t *r);
 

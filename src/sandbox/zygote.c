@@ -2,9 +2,13 @@
  * zygote.c - the control loop (see zygote.h and docs/internals/sandbox.md for the messages).
  *
  * One thread, poll() on two descriptors: the control socket and a signalfd for SIGCHLD. The
- * execution socket of a run arrives as SCM_RIGHTS data on the control socket; descriptors go
- * into a FIFO as they arrive and each complete "run" frame takes the oldest, so it does not
- * matter which part of the frame the gateway attached it to. Children are tracked by run id;
+ * execution socket of a run arrives as SCM_RIGHTS data on the control socket. The kernel hands
+ * a descriptor out with the first read that touches the bytes of the write that carried it,
+ * and a read may glue several writes together; so the zygote never reads past the end of the
+ * frame in progress, and every descriptor that arrives while a frame's bytes are read belongs
+ * to that frame: it does not matter which part of its run frame the gateway attached the
+ * socket to, and a run that came without one cannot take the next run's. Descriptors on any
+ * other frame are closed. Children are tracked by run id;
  * a "kill" signals the child's process group (the child is its session leader, and with a pid
  * namespace its script process is in the same group), which the zygote can do without a pid
  * reuse race because it reaps its children itself.
@@ -40,7 +44,7 @@ typedef struct zygote {
     int sigfd;                         /* SIGCHLD */
     const sandbox_confinement_t *conf; /* what every child applies */
     sandbox_frame_reader_t reader;
-    int fds[MAX_QUEUED_FDS]; /* received execution sockets, oldest first */
+    int fds[MAX_QUEUED_FDS]; /* descriptors received with the frame in progress */
     size_t n_fds;
     job_t *jobs; /* running children, owned */
     size_t n_jobs, cap_jobs;
@@ -128,22 +132,21 @@ static void run_child(zygote_t *z, int exec_fd, const sandbox_limits_t *lim, con
     _exit(sandbox_py_child_main(text, len));
 }
 
-static void handle_run(zygote_t *z, json_t *msg, const char *text, size_t len)
+static void handle_run(zygote_t *z, json_t *msg, const char *text, size_t len, int exec_fd)
 {
     json_t *id_json = json_object_get(msg, "id");
     if (!json_is_integer(id_json)) {
         sandbox_log("warn", "a run without an integer id was ignored");
+        if (exec_fd >= 0)
+            close(exec_fd);
         return;
     }
     json_int_t id = json_integer_value(id_json);
-    if (z->n_fds == 0) {
+    if (exec_fd < 0) {
         sandbox_log("warn", "run %lld came without an execution socket; not run", (long long)id);
         send_exited(z, id, EXIT_NO_SOCKET << 8, "no execution socket attached to the run");
         return;
     }
-    int exec_fd = z->fds[0];
-    memmove(z->fds, z->fds + 1, (z->n_fds - 1) * sizeof(int));
-    z->n_fds--;
 
     json_t *limits = json_object_get(msg, "limits");
     sandbox_limits_t lim = {limit_of(limits, "cpu_s", 10), limit_of(limits, "memory_mb", 256),
@@ -181,19 +184,37 @@ static void handle_kill(zygote_t *z, json_t *msg)
         kill_job(j);
 }
 
-static void handle_frame(zygote_t *z, const char *text, size_t len)
+/* The descriptor that came with the frame just completed, -1 when none; extra ones closed. */
+static int take_frame_fd(zygote_t *z)
+{
+    int fd = z->n_fds > 0 ? z->fds[0] : -1;
+    for (size_t i = 1; i < z->n_fds; i++) {
+        sandbox_log("warn", "a control frame came with more than one descriptor; closed one");
+        close(z->fds[i]);
+    }
+    z->n_fds = 0;
+    return fd;
+}
+
+static void handle_frame(zygote_t *z, const char *text, size_t len, int fd)
 {
     json_error_t err;
     json_t *msg = json_loadb(text, len, 0, &err);
     const char *op = json_string_value(json_object_get(msg, "op"));
-    if (op == NULL)
+    if (op != NULL && strcmp(op, "run") == 0) {
+        handle_run(z, msg, text, len, fd);
+        fd = -1;
+    } else if (op == NULL) {
         sandbox_log("warn", "a control frame without an op was ignored");
-    else if (strcmp(op, "run") == 0)
-        handle_run(z, msg, text, len);
-    else if (strcmp(op, "kill") == 0)
+    } else if (strcmp(op, "kill") == 0) {
         handle_kill(z, msg);
-    else
+    } else {
         sandbox_log("warn", "unknown control op '%.40s' ignored", op);
+    }
+    if (fd >= 0) {
+        sandbox_log("warn", "a descriptor came with a '%.40s' frame; closed it", op ? op : "?");
+        close(fd);
+    }
     json_decref(msg);
 }
 
@@ -218,24 +239,30 @@ static void queue_fds(zygote_t *z, struct msghdr *mh)
     }
 }
 
-/* 1 to go on, 0 when the gateway closed, -1 on an error. */
-static int read_control(zygote_t *z)
+/* One read of at most the rest of the frame in progress. 1 to go on, 2 when nothing more is
+ * there now, 0 when the gateway closed, -1 on an error. */
+static int read_control_once(zygote_t *z)
 {
     static char buf[65536];
     union {
         struct cmsghdr align;
         char space[CMSG_SPACE(sizeof(int) * 16)];
     } ctrl;
-    struct iovec iov = {buf, sizeof(buf)};
+    size_t wanted = sandbox_frame_reader_wanted(&z->reader);
+    if (wanted == 0)
+        return -1;
+    struct iovec iov = {buf, wanted < sizeof(buf) ? wanted : sizeof(buf)};
     struct msghdr mh = {0};
     mh.msg_iov = &iov;
     mh.msg_iovlen = 1;
     mh.msg_control = ctrl.space;
     mh.msg_controllen = sizeof(ctrl.space);
 
-    ssize_t n = recvmsg(z->ctl, &mh, MSG_CMSG_CLOEXEC);
+    ssize_t n = recvmsg(z->ctl, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR)
+        return 1;
     if (n < 0)
-        return errno == EINTR || errno == EAGAIN ? 1 : -1;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 2 : -1;
     queue_fds(z, &mh);
     if (mh.msg_flags & MSG_CTRUNC)
         sandbox_log("warn", "descriptors were cut from a control message");
@@ -246,14 +273,23 @@ static int read_control(zygote_t *z)
 
     const char *body;
     size_t len;
-    sandbox_frame_result_t rc;
-    while ((rc = sandbox_frame_reader_next(&z->reader, &body, &len)) == SANDBOX_FRAME_READY)
-        handle_frame(z, body, len);
+    sandbox_frame_result_t rc = sandbox_frame_reader_next(&z->reader, &body, &len);
+    if (rc == SANDBOX_FRAME_READY)
+        handle_frame(z, body, len, take_frame_fd(z));
     if (rc == SANDBOX_FRAME_ERROR) {
         sandbox_log("error", "control frame over %zu bytes; closing", SANDBOX_FRAME_MAX);
         return -1;
     }
     return 1;
+}
+
+/* Reads what the gateway sent so far. 1 to go on, 0 when it closed, -1 on an error. */
+static int read_control(zygote_t *z)
+{
+    int rc;
+    while ((rc = read_control_once(z)) == 1)
+        ;
+    return rc == 2 ? 1 : rc;
 }
 
 static void reap(zygote_t *z)
