@@ -6,7 +6,8 @@
  * Streams. Each HTTP exchange is one http_stream_t around one upstream call:
  *   POST    one message of ours. 202 (a notification or response was accepted), a JSON body
  *           (one message or a batch), or an SSE stream that may carry the server's requests
- *           and notifications before the answer to our request.
+ *           and notifications before the answer to our request. A JSON body answering a
+ *           POST that carried no request is ignored: it cannot hold an answer of ours.
  *   GET     the standing stream for server-initiated messages, opened once initialize has
  *           succeeded. 405 means the server has none, which is fine.
  *   RESUME  a GET with Last-Event-ID, replacing a POST's SSE stream that dropped before our
@@ -290,7 +291,19 @@ static body_mode_t mode_for(http_stream_t *s, long status)
         return BODY_ERROR;
     if (mcp_content_type_is(ct, "text/event-stream"))
         return BODY_SSE;
-    return s->kind == STREAM_POST ? BODY_JSON : BODY_ERROR;
+    if (s->kind != STREAM_POST)
+        return BODY_ERROR;
+    /* The transport asks for 202 to a POST that carried a notification or a response. Some
+     * servers answer 200 with a JSON body instead (the conformance suite's initialize scenario
+     * sends {"jsonrpc":"2.0","result":{}}, no id): nothing in it can be an answer of ours, so
+     * it is dropped unread rather than taken for a broken server. */
+    if (s->request_id < 0) {
+        log_debug(s->hc->base.log_id,
+                  "server answered a notification with HTTP %ld and a body; ignoring the body",
+                  status);
+        return BODY_IGNORE;
+    }
+    return BODY_JSON;
 }
 
 static int on_head(void *arg, upstream_call_t *call, long status)

@@ -1217,13 +1217,14 @@ typedef struct fixture_http {
     char url[128];
 } fixture_http_t;
 
-static fixture_http_t fixture_http_start(void)
+/* mode: NULL, or an option of the fixture ("json-notify"). */
+static fixture_http_t fixture_http_start(const char *mode)
 {
     fixture_http_t f;
     int port = free_port();
     char port_arg[16];
     snprintf(port_arg, sizeof(port_arg), "%d", port);
-    const char *argv[] = {"node", HTTP_FIXTURE, port_arg, NULL};
+    const char *argv[] = {"node", HTTP_FIXTURE, port_arg, mode, NULL};
     f.pid = start_server(argv, port);
     snprintf(f.url, sizeof(f.url), "http://127.0.0.1:%d/mcp", port);
     return f;
@@ -1248,7 +1249,7 @@ static json_t *fixture_stats(const char *url)
 static void test_http_session_lost_reinitializes(void **state)
 {
     REQUIRE_SERVERS();
-    fixture_http_t f = fixture_http_start();
+    fixture_http_t f = fixture_http_start(NULL);
     harness_t h;
     h_url(&h, MCP_TRANSPORT_HTTP, f.url);
     assert_true(run_until(&h, is_ready, NULL, SAFETY_MS));
@@ -1290,7 +1291,7 @@ static void test_http_session_lost_reinitializes(void **state)
 static void test_http_dropped_stream_resumes(void **state)
 {
     REQUIRE_SERVERS();
-    fixture_http_t f = fixture_http_start();
+    fixture_http_t f = fixture_http_start(NULL);
     harness_t h;
     h_url(&h, MCP_TRANSPORT_HTTP, f.url);
     assert_true(run_until(&h, is_ready, NULL, SAFETY_MS));
@@ -1314,6 +1315,34 @@ static void test_http_dropped_stream_resumes(void **state)
     json_t *resumes = json_object_get(stats, "resumes");
     assert_int_equal(json_array_size(resumes), 1);
     assert_non_null(strstr(json_string_value(json_array_get(resumes, 0)), "-1"));
+    json_decref(stats);
+    stop_server(f.pid);
+}
+
+/* A server that answers notifications/initialized with 200 and a JSON body (no id) instead of
+ * 202, as the conformance suite's initialize scenario does: the body is ignored, the session
+ * goes on. */
+static void test_http_json_body_to_a_notification_is_ignored(void **state)
+{
+    REQUIRE_SERVERS();
+    fixture_http_t f = fixture_http_start("json-notify");
+    harness_t h;
+    h_url(&h, MCP_TRANSPORT_HTTP, f.url);
+    assert_true(run_until(&h, is_ready, NULL, SAFETY_MS));
+
+    /* notifications/initialized went out with ready; give its answer time to arrive. */
+    run_for(&h, 500);
+    call_t call = {0};
+    call_tool(&h, &call, "echo", "{\"message\": \"still here\"}");
+    assert_string_equal(result_text(&call), "Echo: still here");
+    call_free(&call);
+    assert_int_equal(count_state(&h, MCP_STATE_DOWN), 0);
+    h_done(&h);
+
+    json_t *stats = fixture_stats(f.url);
+    /* ours, and the stats client's */
+    assert_int_equal(json_integer_value(json_object_get(stats, "jsonNotifies")), 2);
+    assert_int_equal(json_integer_value(json_object_get(stats, "initializes")), 2);
     json_decref(stats);
     stop_server(f.pid);
 }
@@ -1403,6 +1432,7 @@ int main(void)
         cmocka_unit_test(test_http_refused_backs_off),
         cmocka_unit_test(test_http_session_lost_reinitializes),
         cmocka_unit_test(test_http_dropped_stream_resumes),
+        cmocka_unit_test(test_http_json_body_to_a_notification_is_ignored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
