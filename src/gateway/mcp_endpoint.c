@@ -29,6 +29,11 @@
  * acts on it on its own thread. Stations are found through a thread-local pointer; the
  * global list is only for the letters and for mcp_endpoint_worker_free.
  *
+ * Records. Every tools/call is a tool_calls row (source "mcp") and a tool-call metric, and a
+ * POST that forwarded anything to a server is a requests row, as for the execute endpoint
+ * (tool_log.h). Initialize, pings and lists are answered from memory and leave only their
+ * access line, so that an IDE polling tools/list does not fill the request log.
+ *
  * Lifetime (http/server.h): every path ends a request exactly once, writing the access line
  * first, since a finished request whose client has gone is freed at once.
  */
@@ -42,7 +47,9 @@
 #include <strings.h>
 #include <sys/queue.h>
 
+#include "dialects/openai.h"
 #include "gateway/handlers.h"
+#include "gateway/tool_log.h"
 #include "mcp/filter.h"
 #include "mcp/hub.h"
 #include "mcp/jsonrpc.h"
@@ -71,6 +78,9 @@ typedef struct call {
     bool started;             /* handed to the hub */
     bool answered;            /* the hub answered, or the call was cancelled */
     double started_at;
+    double started_unix;
+    char *arguments; /* tools/call: the arguments as JSON text, kept for the request log when
+                      * content may be logged; owned */
 } call_t;
 
 struct post {
@@ -84,10 +94,14 @@ struct post {
     bool sse_ok;      /* the client accepts an SSE answer */
     bool streaming;   /* the answer became an SSE stream */
     bool client_gone; /* the client disconnected first (logged as 499) */
-    size_t n_slots;   /* messages in the POST */
-    json_t **replies; /* per message: its response, or NULL (none yet, or none owed) */
-    bool *sent;       /* streaming: response i has gone out */
-    call_t *calls;    /* the forwards */
+    bool log_content; /* bodies, arguments and results may go to the request log */
+    double started_unix;
+    double first_sent_at; /* when the answer (or its stream) started; 0 before */
+    double tools_s;       /* time the forwarded calls took, added up */
+    size_t n_slots;       /* messages in the POST */
+    json_t **replies;     /* per message: its response, or NULL (none yet, or none owed) */
+    bool *sent;           /* streaming: response i has gone out */
+    call_t *calls;        /* the forwards */
     size_t n_calls;
     size_t waiting; /* forwards not answered yet, plus one until post_run has started
                      * them all, so that no callback finishes a half-built POST */
@@ -349,6 +363,27 @@ static void call_log(const call_t *c, const mcp_hub_result_t *res)
                  res->err ? res->err->message : "");
 }
 
+/* A tools/call's row and metrics (tool_log.h); other forwards are not tool calls. */
+static void call_record(const call_t *c, const json_t *result, const char *error)
+{
+    if (c->fwd.tool == NULL)
+        return;
+    post_t *p = c->post;
+    tool_log_call_t row = {
+        .request_id = p->rid,
+        .source = "mcp",
+        .mcp_client = c->fwd.client,
+        .tool = c->fwd.tool,
+        .started_unix = c->started_unix,
+        .duration_s = gateway_now() - c->started_at,
+        .result = result,
+        .error = error,
+        .arguments = c->arguments,
+        .log_content = p->log_content,
+    };
+    tool_log_call(&row);
+}
+
 static void on_hub_done(void *arg, const mcp_hub_result_t *res)
 {
     call_t *c = arg;
@@ -356,6 +391,8 @@ static void on_hub_done(void *arg, const mcp_hub_result_t *res)
     c->hub = NULL;
     c->answered = true;
     call_log(c, res);
+    call_record(c, res->result, res->err != NULL ? res->err->message : NULL);
+    p->tools_s += gateway_now() - c->started_at;
     p->replies[c->slot] = mcp_server_forward_reply(c->id, &c->fwd, res->result, res->err);
     p->waiting--;
     post_maybe_done(p);
@@ -368,6 +405,9 @@ static void call_start(post_t *p, call_t *c)
     json_t *params = f->params;
     f->params = NULL; /* the hub takes it */
     c->started_at = gateway_now();
+    c->started_unix = gateway_wall_now();
+    if (p->log_content && f->tool != NULL)
+        c->arguments = params != NULL ? json_dumps(params, JSON_COMPACT) : xstrdup("{}");
     p->waiting++;
 
     c->started = true;
@@ -387,9 +427,9 @@ static void call_start(post_t *p, call_t *c)
 }
 
 /* Stops waiting for one call: the hub drops it and no response is owed (notifications/
- * cancelled), or the client is gone. A call not started yet (cancelled in its own batch) is
- * simply never started. */
-static void call_cancel(call_t *c)
+ * cancelled), or the client is gone; why says which, for the call's row. A call not started
+ * yet (cancelled in its own batch) is simply never started. */
+static void call_cancel(call_t *c, const char *why)
 {
     if (c->answered)
         return;
@@ -399,6 +439,8 @@ static void call_cancel(call_t *c)
     if (c->hub != NULL)
         mcp_hub_cancel(c->hub);
     c->hub = NULL;
+    call_record(c, NULL, why);
+    c->post->tools_s += gateway_now() - c->started_at;
     c->post->waiting--;
 }
 
@@ -408,8 +450,9 @@ static void post_free(post_t *p)
 {
     TAILQ_REMOVE(&p->st->posts, p, link);
     for (size_t i = 0; i < p->n_calls; i++) {
-        call_cancel(&p->calls[i]);
+        call_cancel(&p->calls[i], "cancelled: gatehouse is shutting down");
         json_decref(p->calls[i].id);
+        free(p->calls[i].arguments);
         mcp_server_outcome_t o = {.fwd = p->calls[i].fwd};
         mcp_server_outcome_free(&o);
     }
@@ -454,20 +497,69 @@ static void post_flush_stream(post_t *p)
     }
 }
 
+/* Every response of the POST, sent or not, as the log keeps it: one object, or an array for a
+ * batch. Owned; NULL when no response was owed. */
+static char *logged_replies(const post_t *p, size_t *len)
+{
+    json_t *all = json_array();
+    for (size_t i = 0; i < p->n_slots; i++) {
+        if (p->replies[i] != NULL)
+            json_array_append(all, p->replies[i]);
+    }
+    char *text = NULL;
+    if (json_array_size(all) > 0)
+        text = jsonrpc_dump(p->is_batch ? all : json_array_get(all, 0), len);
+    json_decref(all);
+    return text;
+}
+
+/* The POST's requests row, when it forwarded anything (see "Records" above). */
+static void post_record(const post_t *p, int status)
+{
+    if (p->n_calls == 0)
+        return;
+    size_t len = 0;
+    char *body = p->log_content && status != 499 ? logged_replies(p, &len) : NULL;
+    double now = gateway_now();
+    tool_log_request_t r = {
+        .http = p->req,
+        .request_id = p->rid,
+        .dialect = "mcp",
+        .started_unix = p->started_unix,
+        .latency_s = now - p->started_at,
+        .ttft_s = p->first_sent_at > 0 ? p->first_sent_at - p->started_at
+                  : status == 499      ? -1
+                                       : now - p->started_at,
+        .upstream_s = p->tools_s,
+        .status = status,
+        .stream = p->streaming,
+        .error_type = status == 499 ? dialect_openai_error_type(499) : NULL,
+        .error_message = status == 499 ? "the client disconnected" : NULL,
+        .log_content = p->log_content,
+        .response_body = body,
+        .response_len = len,
+    };
+    tool_log_request(&r);
+    free(body);
+}
+
 static void post_finish(post_t *p)
 {
     int status = p->client_gone ? 499 : 200;
     if (p->streaming) {
         post_flush_stream(p);
+        post_record(p, status);
         gateway_access_log(p->req, p->rid, status, NULL, p->started_at, 0, 0);
         http_stream_end(p->req);
     } else {
         json_t *doc = collect_replies(p);
+        if (doc == NULL && !p->client_gone)
+            status = 202; /* every request was cancelled: no response is owed */
+        post_record(p, status);
         if (doc != NULL)
             respond_json(p->req, p->rid, p->started_at, status, doc);
         else
-            respond(p->req, p->rid, p->started_at, p->client_gone ? 499 : 202, "application/json",
-                    "", 0);
+            respond(p->req, p->rid, p->started_at, status, "application/json", "", 0);
     }
     post_free(p);
 }
@@ -488,6 +580,7 @@ static void on_post_timer(evutil_socket_t fd, short what, void *arg)
     post_t *p = arg;
     if (!p->streaming) {
         p->streaming = true;
+        p->first_sent_at = gateway_now();
         sse_start(p->req, p->rid);
         log_debug(p->rid, "mcp: answer still waiting after %d ms; streaming it", SSE_AFTER_MS);
         post_flush_stream(p);
@@ -504,7 +597,7 @@ static void on_post_close(http_request_t *req, void *arg)
     log_info(p->rid, "mcp: client left before its answer; cancelling %zu call(s)", p->waiting);
     p->client_gone = true;
     for (size_t i = 0; i < p->n_calls; i++)
-        call_cancel(&p->calls[i]);
+        call_cancel(&p->calls[i], "cancelled: the client disconnected");
     post_finish(p);
 }
 
@@ -522,7 +615,7 @@ static bool cancel_local(station_t *st, const char *session, const json_t *id)
             if (!c->answered && jsonrpc_id_equal(c->id, id)) {
                 log_info(p->rid, "mcp: %s %s cancelled by the client", c->fwd.method,
                          c->fwd.exposed);
-                call_cancel(c);
+                call_cancel(c, "cancelled by the client (notifications/cancelled)");
                 post_maybe_done(p);
                 return true;
             }
@@ -561,6 +654,8 @@ static post_t *post_new(station_t *st, http_request_t *req, const char *rid, dou
     snprintf(p->rid, sizeof(p->rid), "%s", rid);
     snprintf(p->session, sizeof(p->session), "%s", s->id);
     p->started_at = started_at;
+    p->started_unix = gateway_wall_now() - (gateway_now() - started_at);
+    p->log_content = tool_log_content_allowed(req);
     p->is_batch = b->is_batch;
     p->n_slots = b->count;
     p->replies = xcalloc(b->count, sizeof(json_t *));

@@ -26,9 +26,8 @@
 #include "gateway/handlers.h"
 #include "mcp/content.h"
 #include "mcp/filter.h"
+#include "gateway/tool_log.h"
 #include "mcp/hub.h"
-#include "telemetry/metrics.h"
-#include "telemetry/reqlog.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/log.h"
@@ -38,14 +37,17 @@ typedef struct exec {
     gateway_worker_t *worker;
     char rid[GATEWAY_REQUEST_ID_MAX];
     double started_at;
-    bool responses;       /* ?format=responses: Responses API shapes in and out */
-    char *call_id;        /* the tool call's id (chat "id", Responses "call_id") */
-    char *exposed;        /* the tool's exposed name */
-    char *client;         /* its MCP client */
-    char *tool;           /* its name on the server */
-    char *arguments;      /* as sent (JSON text) for the request log, or NULL */
-    bool log_content;     /* arguments and result go to the request log */
-    double started_unix;  /* wall clock at arrival */
+    bool responses;         /* ?format=responses: Responses API shapes in and out */
+    char *call_id;          /* the tool call's id (chat "id", Responses "call_id") */
+    char *exposed;          /* the tool's exposed name */
+    char *client;           /* its MCP client */
+    char *tool;             /* its name on the server */
+    char *arguments;        /* as sent (JSON text) for the request log, or NULL */
+    bool log_content;       /* arguments and result go to the request log */
+    double started_unix;    /* wall clock at arrival */
+    double call_s;          /* how long the tool call took, for the request's row */
+    const char *error_type; /* the error answered, for the request's row; NULL on 200 */
+    char error_message[512];
     mcp_hub_call_t *call; /* while the hub runs it */
 } exec_t;
 
@@ -84,10 +86,33 @@ static void exec_free(exec_t *e)
     free(e);
 }
 
-/* Writes the access line, answers and frees everything. */
+/* The request's row in the request log (tool_log.h); its tool call has a row of its own. */
+static void report_request(exec_t *e, int status, const char *body, size_t len)
+{
+    double latency = gateway_now() - e->started_at;
+    tool_log_request_t r = {
+        .http = e->http,
+        .request_id = e->rid,
+        .dialect = "openai",
+        .started_unix = e->started_unix,
+        .latency_s = latency,
+        .ttft_s = status == 499 ? -1 : latency,
+        .upstream_s = e->call_s,
+        .status = status,
+        .error_type = e->error_type,
+        .error_message = e->error_type != NULL ? e->error_message : NULL,
+        .log_content = e->log_content,
+        .response_body = body,
+        .response_len = len,
+    };
+    tool_log_request(&r);
+}
+
+/* Writes the access line and the request's row, answers and frees everything. */
 static void exec_end(exec_t *e, int status, const char *body, size_t len, bool tool_error)
 {
     gateway_access_log(e->http, e->rid, status, NULL, e->started_at, 0, 0);
+    report_request(e, status, body, len);
     http_response_header(e->http, "x-request-id", e->rid);
     if (e->client != NULL)
         http_response_header(e->http, "x-gatehouse-mcp-client", e->client);
@@ -101,6 +126,8 @@ static void exec_fail(exec_t *e, const exec_error_t *err)
 {
     log_info(e->rid, "tool execution %s answered %d: %s", e->exposed ? e->exposed : "-",
              err->status, err->message);
+    e->error_type = dialect_openai_error_type(err->status);
+    snprintf(e->error_message, sizeof(e->error_message), "%s", err->message);
     buf_t body = BUF_INIT;
     dialect_openai_error(&body, err->message, dialect_openai_error_type(err->status), err->param,
                          err->code);
@@ -254,25 +281,20 @@ static int resolve_tool(exec_t *e, exec_error_t *err)
 /* The tool call's metrics and request-log row (source "client"); result or error, not both. */
 static void record_call(exec_t *e, const json_t *result, const char *error, double duration_s)
 {
-    bool ok = error == NULL && !json_is_true(json_object_get(result, "isError"));
-    char *result_text = e->log_content && result != NULL ? json_dumps(result, JSON_COMPACT) : NULL;
-    reqlog_tool_call_t row = {
+    e->call_s = duration_s;
+    tool_log_call_t row = {
         .request_id = e->rid,
         .source = "client",
         .mcp_client = e->client,
         .tool = e->tool,
         .started_unix = e->started_unix,
         .duration_s = duration_s,
-        .ok = ok,
-        .error = error != NULL ? error
-                 : ok          ? NULL
-                               : "the tool reported an error (isError)",
-        .arguments = e->log_content ? e->arguments : NULL,
-        .result = result_text,
+        .result = result,
+        .error = error,
+        .arguments = e->arguments,
+        .log_content = e->log_content,
     };
-    reqlog_submit_tool(&row);
-    metrics_tool_call(e->client, e->tool, ok, duration_s);
-    free(result_text);
+    tool_log_call(&row);
 }
 
 /* ---- the answer ----------------------------------------------------------------------------- */
@@ -326,6 +348,8 @@ static void on_client_close(http_request_t *req, void *arg)
     mcp_hub_cancel(e->call);
     record_call(e, NULL, "cancelled: the client disconnected", gateway_now() - e->started_at);
     e->call = NULL;
+    e->error_type = dialect_openai_error_type(499);
+    snprintf(e->error_message, sizeof(e->error_message), "the client disconnected");
     exec_end(e, 499, "", 0, false);
 }
 
@@ -374,12 +398,7 @@ void tool_execute_handle(http_request_t *req, gateway_worker_t *w, const char *r
     snprintf(e->rid, sizeof(e->rid), "%s", request_id);
 
     /* Arguments and results go to the request log under the same switches as chat bodies. */
-    gateway_snapshot_t *snap = gateway_snapshot_acquire();
-    const char *no_content = http_request_header(req, "x-gatehouse-log-content");
-    e->log_content = snap->cfg->logs_content &&
-                     !(no_content != NULL &&
-                       (strcasecmp(no_content, "false") == 0 || strcmp(no_content, "0") == 0));
-    gateway_snapshot_release(snap);
+    e->log_content = tool_log_content_allowed(req);
 
     exec_error_t err;
     if (start(e, &err) != 0)
