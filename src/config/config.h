@@ -157,6 +157,11 @@ typedef struct config {
     int mcp_tool_execution_timeout_s; /* per tool call; 0 = CONFIG_MCP_DEFAULT_TOOL_TIMEOUT_S */
     int mcp_max_agent_depth;          /* model rounds in agent mode; 0 = the default (10) */
     config_mcp_binding_t mcp_code_mode_binding; /* "server" (the default) or "tool" */
+    /* tool_manager_config.code_mode_limits: each Code Mode execution's limits */
+    int mcp_code_mode_wall_ms;      /* 0 = 30000 */
+    int mcp_code_mode_cpu_s;        /* 0 = 10 */
+    int mcp_code_mode_memory_mb;    /* 0 = 256 */
+    int mcp_code_mode_output_bytes; /* 0 = 1 MiB */
     char **mcp_server_tokens;         /* bearer tokens of gatehouse's own /mcp, env. resolved,
                                        * NULL-terminated; NULL when none is configured */
     size_t n_mcp_server_tokens;

@@ -32,6 +32,15 @@
 #define MIN_TOKEN_LEN 16
 #define MAX_TOOL_TIMEOUT_S 3600
 #define MAX_AGENT_DEPTH 100
+/* Code Mode limits: the bounds keep a typo from disabling a limit or starving every script; the
+ * output's bound keeps a done frame (output, escaped, plus result) under the wire's 16 MiB. */
+#define MIN_CM_WALL_MS 100
+#define MAX_CM_WALL_MS 600000
+#define MAX_CM_CPU_S 600
+#define MIN_CM_MEMORY_MB 32
+#define MAX_CM_MEMORY_MB 65536
+#define MIN_CM_OUTPUT_BYTES 1024
+#define MAX_CM_OUTPUT_BYTES (4 * 1024 * 1024)
 
 typedef struct loader {
     config_report_t *report;
@@ -157,7 +166,8 @@ static const char *const client_ignored[] = {"client_id",       "is_ping_availab
                                              "oauth_config_id", NULL};
 static const char *const stdio_used[] = {"command", "args", "envs", NULL};
 static const char *const manager_used[] = {"tool_execution_timeout", "max_agent_depth",
-                                           "code_mode_binding_level", NULL};
+                                           "code_mode_binding_level", "code_mode_limits", NULL};
+static const char *const limits_used[] = {"wall_ms", "cpu_s", "memory_mb", "output_bytes", NULL};
 static const char *const server_used[] = {"tokens", NULL};
 
 /* Headers that the transports set themselves; a configured value would contradict them. */
@@ -701,6 +711,26 @@ static void load_clients(loader_t *ld, config_t *cfg, json_t *mcp)
 
 /* ---- tool manager and /mcp server ------------------------------------------------------------ */
 
+static void load_code_mode_limits(loader_t *ld, config_t *cfg, json_t *tm)
+{
+    json_t *lim = field(tm, "code_mode_limits");
+    if (lim == NULL)
+        return;
+    if (!json_is_object(lim)) {
+        error_at(ld, "code_mode_limits", "must be an object, got %s", type_name(lim));
+        return;
+    }
+    size_t mark = push_key(ld, "code_mode_limits");
+    check_fields(ld, lim, limits_used, NULL);
+    read_int(ld, lim, "wall_ms", MIN_CM_WALL_MS, MAX_CM_WALL_MS, &cfg->mcp_code_mode_wall_ms);
+    read_int(ld, lim, "cpu_s", 1, MAX_CM_CPU_S, &cfg->mcp_code_mode_cpu_s);
+    read_int(ld, lim, "memory_mb", MIN_CM_MEMORY_MB, MAX_CM_MEMORY_MB,
+             &cfg->mcp_code_mode_memory_mb);
+    read_int(ld, lim, "output_bytes", MIN_CM_OUTPUT_BYTES, MAX_CM_OUTPUT_BYTES,
+             &cfg->mcp_code_mode_output_bytes);
+    pop(ld, mark);
+}
+
 static void load_manager(loader_t *ld, config_t *cfg, json_t *mcp)
 {
     json_t *tm = field(mcp, "tool_manager_config");
@@ -723,6 +753,7 @@ static void load_manager(loader_t *ld, config_t *cfg, json_t *mcp)
         cfg->mcp_code_mode_binding = CONFIG_MCP_BINDING_TOOL;
     else if (binding != NULL)
         error_at(ld, "code_mode_binding_level", "must be \"server\" or \"tool\"");
+    load_code_mode_limits(ld, cfg, tm);
     pop(ld, mark);
 }
 

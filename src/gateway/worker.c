@@ -27,6 +27,7 @@
 #include "dialects/openai.h"
 #include "gateway/handlers.h"
 #include "gateway/mcp_endpoint.h"
+#include "gateway/codemode_setup.h"
 #include "gateway/mcp_setup.h"
 #include "gateway/tool_execute.h"
 #include "http/server.h"
@@ -448,6 +449,7 @@ int gateway_start(config_t *cfg, const gateway_opts_t *opts)
     }
     snapshot_install(cfg);
     mcp_setup_start(cfg);
+    codemode_setup_start(cfg);
 
     const char *host = opts->host ? opts->host : cfg->host;
     int port = opts->port >= 0 ? opts->port : cfg->port;
@@ -519,6 +521,7 @@ int gateway_reload(void)
         log_set_level(level);
     telemetry_reconfigure(cfg);
     mcp_setup_reload(cfg);
+    codemode_setup_reload(cfg);
     snapshot_install(cfg);
     log_info(NULL, "configuration reloaded from %s: %zu providers", gw_opts.config_path,
              cfg->n_providers);
@@ -538,7 +541,9 @@ void gateway_stop(void)
     for (int i = 0; i < n_workers; i++)
         pthread_join(workers[i].thread, NULL);
     /* The hub goes after the workers have drained (their requests may wait for tool calls)
-     * and before their loops are freed (a result still in flight is delivered to one). */
+     * and before their loops are freed (a result still in flight is delivered to one). Code
+     * Mode's executions are events on the hub's loop, so they go first. */
+    codemode_setup_stop();
     mcp_setup_stop();
     for (int i = 0; i < n_workers; i++)
         worker_free(&workers[i]);

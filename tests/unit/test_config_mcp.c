@@ -102,6 +102,48 @@ static size_t count(char **v)
     return n;
 }
 
+/* tool_manager_config.code_mode_limits: values kept, 0 (the default) when absent, bounds and
+ * types reported with their paths, unknown fields warned about. */
+static void test_code_mode_limits(void **state)
+{
+    loaded_t l = load("{\"mcp\": {\"tool_manager_config\": {\"code_mode_limits\":"
+                      " {\"wall_ms\": 5000, \"cpu_s\": 3, \"memory_mb\": 128,"
+                      "  \"output_bytes\": 65536}}}}");
+    assert_non_null(l.cfg);
+    assert_int_equal(l.cfg->mcp_code_mode_wall_ms, 5000);
+    assert_int_equal(l.cfg->mcp_code_mode_cpu_s, 3);
+    assert_int_equal(l.cfg->mcp_code_mode_memory_mb, 128);
+    assert_int_equal(l.cfg->mcp_code_mode_output_bytes, 65536);
+    unload(&l);
+
+    l = load("{\"mcp\": {\"tool_manager_config\": {\"code_mode_limits\": {\"cpu_s\": 2}}}}");
+    assert_non_null(l.cfg);
+    assert_int_equal(l.cfg->mcp_code_mode_cpu_s, 2);
+    assert_int_equal(l.cfg->mcp_code_mode_wall_ms, 0);
+    assert_int_equal(l.cfg->mcp_code_mode_memory_mb, 0);
+    assert_int_equal(l.cfg->mcp_code_mode_output_bytes, 0);
+    unload(&l);
+
+    l = load("{\"mcp\": {\"tool_manager_config\": {\"code_mode_limits\":"
+             " {\"wall_ms\": 10, \"cpu_s\": \"ten\", \"memory_mb\": 1000000,"
+             "  \"output_bytes\": 0, \"disk_mb\": 5}}}}");
+    assert_null(l.cfg);
+    ASSERT_PROBLEM(&l, true, "mcp.tool_manager_config.code_mode_limits.wall_ms",
+                   "between 100 and 600000");
+    ASSERT_PROBLEM(&l, true, "mcp.tool_manager_config.code_mode_limits.cpu_s", "integer");
+    ASSERT_PROBLEM(&l, true, "mcp.tool_manager_config.code_mode_limits.memory_mb",
+                   "between 32 and 65536");
+    ASSERT_PROBLEM(&l, true, "mcp.tool_manager_config.code_mode_limits.output_bytes",
+                   "between 1024 and 4194304");
+    ASSERT_PROBLEM(&l, false, "mcp.tool_manager_config.code_mode_limits.disk_mb", "unknown field");
+    unload(&l);
+
+    l = load("{\"mcp\": {\"tool_manager_config\": {\"code_mode_limits\": 30}}}");
+    assert_null(l.cfg);
+    ASSERT_PROBLEM(&l, true, "mcp.tool_manager_config.code_mode_limits", "must be an object");
+    unload(&l);
+}
+
 static int setup(void **state)
 {
     setenv("GH_TEST_MCP_URL", URL_VALUE, 1);
@@ -382,6 +424,7 @@ int main(void)
         cmocka_unit_test_setup(test_section_errors, setup),
         cmocka_unit_test_setup(test_warnings, setup),
         cmocka_unit_test_setup(test_bifrost_example, setup),
+        cmocka_unit_test_setup(test_code_mode_limits, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
