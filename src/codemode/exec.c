@@ -384,6 +384,10 @@ static void log_tool_call(codemode_exec_t *e, const tool_call_t *tc, const json_
                           double duration_s, const char *error)
 {
     char *result_text = e->log_content && result != NULL ? json_dumps(result, JSON_COMPACT) : NULL;
+    /* A tool's own error text (isError) is part of its result: kept only with the content, as
+     * the execute endpoint does (gateway/tool_log.c). */
+    if (error != NULL && result != NULL && !e->log_content)
+        error = "the tool reported an error (isError)";
     reqlog_tool_call_t row = {
         .request_id = e->rid[0] != '\0' ? e->rid : NULL,
         .execution_id = e->xid,
