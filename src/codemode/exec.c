@@ -106,6 +106,7 @@ struct codemode_exec {
     bool exited;
     bool signaled;
     int exit_value;
+    char exit_error[160]; /* the helper's reason for the exit, or "" */
     struct tool_call_list in_flight;
     TAILQ_ENTRY(codemode_exec) link;
 
@@ -696,7 +697,8 @@ static void finish_from_exit(codemode_exec_t *e)
     }
     if (e->exited)
         fail(e, "internal", "SandboxError", GATEWAY_HINT_RETRY,
-             "the sandbox child exited with code %d without an answer", e->exit_value);
+             "the sandbox child exited with code %d without an answer%s%s", e->exit_value,
+             e->exit_error[0] != '\0' ? ": " : "", e->exit_error);
     else
         fail(e, "internal", "SandboxError", GATEWAY_HINT_RETRY,
              "the sandbox child closed its socket without an answer");
@@ -862,7 +864,7 @@ void cm_exec_on_started(long id, long pid)
         log_debug(e->rid, "code mode execution %s runs as sandbox process %ld", e->xid, pid);
 }
 
-void cm_exec_on_exited(long id, bool signaled, int code_or_signal)
+void cm_exec_on_exited(long id, bool signaled, int code_or_signal, const char *error)
 {
     codemode_exec_t *e = find_running(id);
     if (e == NULL)
@@ -870,6 +872,7 @@ void cm_exec_on_exited(long id, bool signaled, int code_or_signal)
     e->exited = true;
     e->signaled = signaled;
     e->exit_value = code_or_signal;
+    snprintf(e->exit_error, sizeof(e->exit_error), "%s", error != NULL ? error : "");
     if (e->eof)
         finish_from_exit(e);
     else

@@ -64,7 +64,8 @@ int cm_sup_send(const json_t *frame, int fd);
 /* Called by the supervisor (exec.c implements them). */
 void cm_exec_on_ready(void);
 void cm_exec_on_started(long id, long pid);
-void cm_exec_on_exited(long id, bool signaled, int code_or_signal);
+/* error: the helper's word on why (a run without a socket, a failed fork), or NULL. */
+void cm_exec_on_exited(long id, bool signaled, int code_or_signal, const char *error);
 /* The helper died or broke the protocol: executions it ran are lost. */
 void cm_exec_on_lost(const char *reason);
 

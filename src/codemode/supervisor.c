@@ -317,7 +317,8 @@ static int on_ctl_message(sup_t *s, const json_t *msg)
         const json_t *sig = json_object_get(msg, "signal");
         bool signaled = json_is_integer(sig);
         cm_exec_on_exited(int_field(msg, "id", -1), signaled,
-                          (int)(signaled ? json_integer_value(sig) : int_field(msg, "code", -1)));
+                          (int)(signaled ? json_integer_value(sig) : int_field(msg, "code", -1)),
+                          json_string_value(json_object_get(msg, "error")));
     } else {
         log_warn(NULL, "sandbox: helper %d sent unknown op \"%.40s\"; ignored", (int)s->pid, op);
     }
