@@ -14,9 +14,19 @@
 #
 # Paths: direct (client to mock), nginx, gatehouse (its defaults: the request log on, with
 # bodies), gatehouse_nolog (the same with "logs": {"enabled": false}, on a few scenarios, to
-# show what the request log costs), portkey.
+# show what the request log costs), portkey. All servers are started at the beginning and run
+# side by side on their own ports, each idle while another is measured.
 #
-# Environment: BENCH_SECONDS (length of a measured run, default 8), BENCH_PATHS (default
+# Two phases. Saturation: path by path, each scenario under wrk at 32 connections (throughput,
+# CPU per request, peak RSS). Latency: per scenario, short fixed-rate runs that take turns
+# between the paths, round after round, with a direct run between two rounds:
+#   direct, nginx, gatehouse, gatehouse_nolog, direct, nginx, gatehouse, ..., direct
+# Each run's added latency is its percentile minus that of the direct runs just before and
+# after it; the figures are the medians over the rounds, with their range (bench/README.md).
+#
+# Environment: BENCH_SECONDS (length of a saturation run, default 8), BENCH_LAT_SECONDS (length
+# of a fixed-rate run, default 3), BENCH_LAT_ROUNDS (default 5), BENCH_LAT_RATE (default 1000
+# req/s; lower for a scenario where a path saturates below twice that), BENCH_PATHS (default
 # "direct nginx gatehouse gatehouse_nolog portkey"), BENCH_SKIP_INSTALL=1 (use what is there).
 set -euo pipefail
 
@@ -25,6 +35,10 @@ BENCH="$ROOT/bench"
 RES="$BENCH/results"
 TMP="$RES/tmp"
 SECONDS_PER_RUN="${BENCH_SECONDS:-8}"
+LAT_SECONDS="${BENCH_LAT_SECONDS:-3}"
+LAT_ROUNDS="${BENCH_LAT_ROUNDS:-5}"
+LAT_RATE="${BENCH_LAT_RATE:-1000}"
+LAT_SKIP_MS=250
 STREAM_SECONDS=12
 PATHS="${BENCH_PATHS:-direct nginx gatehouse gatehouse_nolog portkey}"
 
@@ -32,6 +46,10 @@ MOCK_PORT=18801
 NGINX_PORT=18802
 GH_PORT=18803
 PK_PORT=18804
+GH_NOLOG_PORT=18805
+
+declare -A PORT_OF=([direct]=$MOCK_PORT [nginx]=$NGINX_PORT [gatehouse]=$GH_PORT
+                    [gatehouse_nolog]=$GH_NOLOG_PORT [portkey]=$PK_PORT)
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -206,9 +224,9 @@ gatehouse_provider() {
 }
 
 write_gatehouse_config() {
-    local out=$1 name params stream tools api paths provider first=1
+    local out=$1 port=$2 name params stream tools api paths provider first=1
     {
-        printf '{"server": {"host": "127.0.0.1", "port": %d, "log_level": "warn",\n' "$GH_PORT"
+        printf '{"server": {"host": "127.0.0.1", "port": %d, "log_level": "warn",\n' "$port"
         printf '            "idle_timeout_seconds": 120},\n "providers": {\n'
         while IFS='|' read -r name params stream tools api paths; do
             [ -n "$name" ] || continue
@@ -237,7 +255,7 @@ url_for() {
     case "$path" in
         direct) echo "http://127.0.0.1:$MOCK_PORT/p/$params$suffix" ;;
         nginx) echo "http://127.0.0.1:$NGINX_PORT/p/$params$suffix" ;;
-        gatehouse*) echo "http://127.0.0.1:$GH_PORT/v1/chat/completions" ;;
+        gatehouse*) echo "http://127.0.0.1:${PORT_OF[$path]}/v1/chat/completions" ;;
         portkey) echo "http://127.0.0.1:$PK_PORT/v1/chat/completions" ;;
     esac
 }
@@ -264,7 +282,8 @@ RAW="$TMP/raw.jsonl"
 metrics_snapshot() {
     local out=$1
     if [ "${CURRENT_PATH#gatehouse}" != "$CURRENT_PATH" ]; then
-        curl -s -m 5 "http://127.0.0.1:$GH_PORT/metrics" > "$out" 2>/dev/null || : > "$out"
+        curl -s -m 5 "http://127.0.0.1:${PORT_OF[$CURRENT_PATH]}/metrics" > "$out" 2>/dev/null \
+            || : > "$out"
     else
         : > "$out"
     fi
@@ -308,10 +327,11 @@ saturation() {
     log "$tag: $(jq -r '"\(.rps | floor) req/s, p50 \(.latency_us.p50) us, p99 \(.latency_us.p99) us, errors \(.errors)+\(.non2xx), cpu/1k \(.cpu_s_per_1k), peak \(.peak_rss_kb) kB"' <<< "$(tail -1 "$RAW")")"
 }
 
-# fixed_rate PATH SCENARIO URL BODY HEADERS RATE SECONDS SATURATION_RPS
+# fixed_rate PATH SCENARIO URL BODY HEADERS RATE SECONDS ROUND: one short run of the latency
+# phase (see latency_phase).
 fixed_rate() {
-    local path=$1 name=$2 url=$3 body=$4 headers=$5 rate=$6 secs=$7 sat=${8:-0}
-    local tag="$path-$name-fixed$rate" conns=50 hargs=() line cpu0 cpu1 per_ms n
+    local path=$1 name=$2 url=$3 body=$4 headers=$5 rate=$6 secs=$7 round=$8
+    local tag="$path-$name-lat$round" conns=50 hargs=() line cpu0 cpu1 per_ms
     local out="$TMP/$tag.h2load" logf="$TMP/$tag.log"
     if [ -n "$headers" ]; then
         while IFS= read -r line; do
@@ -323,40 +343,36 @@ fixed_rate() {
     # leaving in one burst per period. -r excludes -D: the run is -n requests long instead.
     per_ms=$(( rate / 1000 ))
     [ "$per_ms" -ge 1 ] || per_ms=1
-    n=$(( rate * secs ))
-    # A server slower than the rate falls behind and the run would last n / its speed: cap n
-    # at what its saturation run managed in the same time, plus a tenth.
-    if [ "$sat" -gt 0 ] && [ "$(( sat * secs * 11 / 10 ))" -lt "$n" ]; then
-        n=$(( sat * secs * 11 / 10 ))
-    fi
     rm -f "$logf"
     metrics_snapshot "$TMP/$tag.metrics0"
-    reset_peak
     cpu0="$(cpu_ticks)"
     $CORE_LOAD timeout $(( secs * 4 + 30 )) h2load --h1 -c "$conns" --rps $(( rate / conns )) \
-        -r "$per_ms" --rate-period 1ms -n "$n" -T 60 -N 60 \
+        -r "$per_ms" --rate-period 1ms -n $(( rate * secs )) -T 60 -N 60 \
         -d "$body" -H 'content-type: application/json' "${hargs[@]}" --log-file "$logf" "$url" \
         > "$out" 2>&1 || true
     cpu1="$(cpu_ticks)"
     metrics_snapshot "$TMP/$tag.metrics1"
-    jq -c -n --argjson s "$(node "$BENCH/report.mjs" percentiles "$logf" "$out")" \
+    # The first LAT_SKIP_MS of a run are left out of its percentiles: they hold the 50
+    # connection set-ups and the clients' staggered start, not the steady state.
+    jq -c -n --argjson s "$(node "$BENCH/report.mjs" percentiles "$logf" "$out" "$LAT_SKIP_MS")" \
         --arg path "$path" --arg scen "$name" --argjson rate "$rate" --argjson conns "$conns" \
-        --argjson cpu "$(( cpu1 - cpu0 ))" --argjson tck "$CLK_TCK" \
-        --argjson peak "$(status_kb VmHWM)" \
+        --argjson round "$round" --argjson cpu "$(( cpu1 - cpu0 ))" --argjson tck "$CLK_TCK" \
         --arg m0 "$TMP/$tag.metrics0" --arg m1 "$TMP/$tag.metrics1" \
+        --argjson t "$(date +%s.%N)" --arg load "$(cut -d' ' -f1 /proc/loadavg)" \
         '{kind: "fixed", path: $path, scenario: $scen, rate: $rate, conns: $conns, tool: "h2load",
-          requests: $s.count, seconds: $s.seconds, rps: $s.rps, errors: $s.errors,
-          non2xx: $s.non2xx, latency_us: $s.latency_us, cpu_s: ($cpu / $tck),
+          round: $round, ended_at: $t, loadavg: ($load | tonumber), requests: $s.count, skipped: $s.skipped,
+          seconds: $s.seconds, rps: $s.rps, errors: $s.errors, non2xx: $s.non2xx,
+          latency_us: $s.latency_us, cpu_s: ($cpu / $tck),
           cpu_s_per_1k: (if $s.count > 0 then ($cpu / $tck) / $s.count * 1000 else null end),
-          peak_rss_kb: $peak, metrics_before: $m0, metrics_after: $m1}' >> "$RAW"
+          metrics_before: $m0, metrics_after: $m1}' >> "$RAW"
     log "$tag: $(jq -r '"\(.rps | floor) req/s, p50 \(.latency_us.p50) us, p99 \(.latency_us.p99) us, p99.9 \(.latency_us.p999) us, errors \(.errors)+\(.non2xx)"' <<< "$(tail -1 "$RAW")")"
 }
 
 # ---- the paths ---------------------------------------------------------------------------------------
 
 MOCK_PID=""
-SERVER_PID=""
 CURRENT_PATH=""
+declare -A SERVER_PID_OF=() SUT_PIDS_OF=() IDLE_START=() IDLE_FIRST=()
 
 start_mock() {
     log "starting gatehouse-mock on core 0, port $MOCK_PORT"
@@ -366,22 +382,22 @@ start_mock() {
     wait_port "$MOCK_PORT"
 }
 
+# Starts the server of one path on its own port; every path's server stays up until the end.
 start_server() {
-    local path=$1
+    local path=$1 pid
     case "$path" in
         direct)
-            SERVER_PID=""
-            SUT_PIDS="$MOCK_PID"
+            SUT_PIDS_OF[$path]="$MOCK_PID"
+            IDLE_START[$path]="$(SUT_PIDS="$MOCK_PID" status_kb VmRSS)"
             return 0 ;;
         nginx)
             sed -e "s|@PORT@|$NGINX_PORT|; s|@MOCK_PORT@|$MOCK_PORT|; s|@TMP@|$TMP|g" \
                 "$BENCH/nginx/nginx.conf.in" > "$TMP/nginx.conf"
             rm -f "$TMP/nginx-access.log"
             $CORE_SUT nginx -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log" &
-            SERVER_PID=$!
-            wait_port "$NGINX_PORT" ;;
+            pid=$! ;;
         gatehouse|gatehouse_nolog)
-            write_gatehouse_config "$TMP/$path.json"
+            write_gatehouse_config "$TMP/$path.json" "${PORT_OF[$path]}"
             if [ "$path" = gatehouse_nolog ]; then
                 jq '. + {logs: {enabled: false}}' "$TMP/$path.json" > "$TMP/$path.json.new"
                 mv "$TMP/$path.json.new" "$TMP/$path.json"
@@ -390,18 +406,25 @@ start_server() {
             rm -rf "$TMP/$path-data"
             $CORE_SUT "$ROOT/build/gatehouse" serve --config "$TMP/$path.json" --threads 1 \
                 --data-dir "$TMP/$path-data" 2> "$TMP/$path.log" &
-            SERVER_PID=$!
-            wait_port "$GH_PORT" ;;
+            pid=$! ;;
         portkey)
             (cd "$BENCH/peers" && NODE_ENV=production exec $CORE_SUT node \
                 node_modules/@portkey-ai/gateway/build/start-server.js --port="$PK_PORT" --headless \
                 > "$TMP/portkey.log" 2>&1) &
-            SERVER_PID=$!
-            wait_port "$PK_PORT" ;;
+            pid=$! ;;
     esac
-    PIDS_STARTED+=("$SERVER_PID")
+    PIDS_STARTED+=("$pid")
+    SERVER_PID_OF[$path]="$pid"
+    wait_port "${PORT_OF[$path]}"
     sleep 0.5
-    SUT_PIDS="$(sut_pids "$SERVER_PID")"
+    SUT_PIDS_OF[$path]="$(sut_pids "$pid")"
+    IDLE_START[$path]="$(SUT_PIDS="${SUT_PIDS_OF[$path]}" status_kb VmRSS)"
+}
+
+# Makes the processes of PATH the ones measured, and its /metrics the one scraped.
+measure_path() {
+    CURRENT_PATH=$1
+    SUT_PIDS="${SUT_PIDS_OF[$1]}"
 }
 
 # One request through the path, so that idle RSS counts a process that has served once.
@@ -416,59 +439,143 @@ warm_one() {
         "${hargs[@]}" --data-binary "@$body" "$url"
 }
 
-run_path() {
-    local path=$1 name params stream tools api paths url body headers model code sat_rps
-    CURRENT_PATH="$path"
-    log "== path: $path"
-    start_server "$path"
-    local idle_start idle_first
-    idle_start="$(status_kb VmRSS)"
+# request_for PATH SCENARIO PARAMS STREAM TOOLS API: sets REQ_URL, REQ_BODY (a file) and
+# REQ_HEADERS (a file, or empty) for that path and scenario.
+request_for() {
+    local path=$1 name=$2 params=$3 stream=$4 tools=$5 api=$6
+    REQ_URL="$(url_for "$path" "$name" "$params" "$api")"
+    REQ_BODY="$TMP/body-$path-$name.json"
+    [ -s "$REQ_BODY" ] || make_body "$(model_for "$path" "$name" "$api")" "$stream" \
+        "${tools:+$TMP/tools20.json}" > "$REQ_BODY"
+    REQ_HEADERS=""
+    if [ "$path" = portkey ]; then
+        REQ_HEADERS="$TMP/headers-$path-$name.txt"
+        printf 'x-portkey-provider: openai\nx-portkey-custom-host: http://127.0.0.1:%d/p/%s/v1\nauthorization: Bearer sk-bench-key\n' \
+            "$MOCK_PORT" "$params" > "$REQ_HEADERS"
+    fi
+}
 
-    local first=1
+# The saturation phase of one path: every scenario of the path under wrk.
+saturate_path() {
+    local path=$1 name params stream tools api paths code first=1
+    measure_path "$path"
+    log "== saturation: $path"
     while IFS='|' read -r name params stream tools api paths; do
         [ -n "$name" ] || continue
         case " $paths " in *" $path "*) ;; *) continue ;; esac
+        request_for "$path" "$name" "$params" "$stream" "$tools" "$api"
 
-        url="$(url_for "$path" "$name" "$params" "$api")"
-        model="$(model_for "$path" "$name" "$api")"
-        body="$TMP/body-$path-$name.json"
-        make_body "$model" "$stream" "${tools:+$TMP/tools20.json}" > "$body"
-        headers=""
-        if [ "$path" = portkey ]; then
-            headers="$TMP/headers-$path-$name.txt"
-            printf 'x-portkey-provider: openai\nx-portkey-custom-host: http://127.0.0.1:%d/p/%s/v1\nauthorization: Bearer sk-bench-key\n' \
-                "$MOCK_PORT" "$params" > "$headers"
-        fi
-
-        code="$(warm_one "$url" "$body" "$headers")"
+        code="$(warm_one "$REQ_URL" "$REQ_BODY" "$REQ_HEADERS")"
         if [ "$code" != 200 ]; then
             log "$path/$name: a single request answered $code; see $TMP"
         fi
         if [ $first -eq 1 ]; then
-            idle_first="$(status_kb VmRSS)"
+            IDLE_FIRST[$path]="$(status_kb VmRSS)"
             first=0
         fi
 
         if [ "$name" = streams1000 ]; then
-            saturation "$path" "$name" "$url" "$body" "$headers" 1000 "$STREAM_SECONDS"
+            saturation "$path" "$name" "$REQ_URL" "$REQ_BODY" "$REQ_HEADERS" 1000 "$STREAM_SECONDS"
+        else
+            saturation "$path" "$name" "$REQ_URL" "$REQ_BODY" "$REQ_HEADERS" 32 "$SECONDS_PER_RUN"
+        fi
+        # Let a request log's writer finish what the run queued before the next run starts.
+        sleep 1
+    done <<< "$SCENARIOS"
+}
+
+# Saturation throughput of PATH in SCENARIO from this run's records, or 0.
+sat_rps_of() {
+    jq -rs --arg p "$1" --arg s "$2" \
+        '[.[] | select(.kind == "saturation" and .path == $p and .scenario == $s) | .rps][0]
+         // 0 | floor' "$RAW"
+}
+
+# The rate of a scenario's latency runs: LAT_RATE, or half the saturation throughput of the
+# slowest proxy measured (nginx, gatehouse) when that is lower, so that every run measures
+# latency rather than queueing. A peer gateway slower than twice the rate is left out.
+latency_plan() {
+    local name=$1 paths=$2 p sat rate=$LAT_RATE
+    LAT_PATHS=""
+    LAT_EXCLUDED=""
+    for p in $paths; do
+        case "$p" in direct|portkey) continue ;; esac
+        sat="$(sat_rps_of "$p" "$name")"
+        if [ "$sat" -gt 0 ] && [ $(( sat / 2 / 100 * 100 )) -lt "$rate" ]; then
+            rate=$(( sat / 2 / 100 * 100 ))
+        fi
+    done
+    [ "$rate" -ge 100 ] || rate=100
+    for p in $paths; do
+        [ "$p" = direct ] && continue
+        sat="$(sat_rps_of "$p" "$name")"
+        if [ "$p" = portkey ] && [ "$sat" -lt $(( 2 * rate )) ]; then
+            LAT_EXCLUDED="$LAT_EXCLUDED $p:$sat"
             continue
         fi
-        saturation "$path" "$name" "$url" "$body" "$headers" 32 "$SECONDS_PER_RUN"
-        sat_rps="$(tail -1 "$RAW" | jq -r '.rps | floor')"
-        fixed_rate "$path" "$name" "$url" "$body" "$headers" 1000 "$SECONDS_PER_RUN" "$sat_rps"
-        if [ "$name" = small ]; then
-            fixed_rate "$path" "$name" "$url" "$body" "$headers" 5000 "$SECONDS_PER_RUN" "$sat_rps"
-        fi
-    done <<< "$SCENARIOS"
+        LAT_PATHS="$LAT_PATHS $p"
+    done
+    LAT_SCEN_RATE=$rate
+}
 
+# The latency phase: per scenario, LAT_ROUNDS rounds of one short fixed-rate run per path,
+# a direct run before every round and after the last, the order of the paths turning by one
+# each round. report.mjs compares each run with the two direct runs around it.
+latency_phase() {
+    local name params stream tools api paths here p r i order n
+    log "== latency: $LAT_ROUNDS rounds of $LAT_SECONDS s runs per path and scenario"
+    while IFS='|' read -r name params stream tools api paths; do
+        [ -n "$name" ] || continue
+        [ "$name" != streams1000 ] || continue
+        here=""
+        for p in $paths; do
+            case " $PATHS " in *" $p "*) here="$here $p" ;; esac
+        done
+        case " $here " in *" direct "*) ;; *) continue ;; esac
+        latency_plan "$name" "$here"
+        jq -c -n --arg s "$name" --argjson rate "$LAT_SCEN_RATE" --arg paths "$LAT_PATHS" \
+            --arg excl "$LAT_EXCLUDED" --argjson rounds "$LAT_ROUNDS" --argjson secs "$LAT_SECONDS" \
+            '{kind: "latency_plan", scenario: $s, rate: $rate, rounds: $rounds, seconds: $secs,
+              paths: ($paths | split(" ") | map(select(. != ""))),
+              excluded: ($excl | split(" ") | map(select(. != "") | split(":")
+                         | {path: .[0], saturation_rps: (.[1] | tonumber)}))}' >> "$RAW"
+        log "$name: $LAT_SCEN_RATE req/s; paths:$LAT_PATHS${LAT_EXCLUDED:+; too slow for the rate:$LAT_EXCLUDED}"
+        read -r -a order <<< "$LAT_PATHS"
+        n=${#order[@]}
+        for r in $(seq 1 $(( LAT_ROUNDS + 1 ))); do
+            measure_path direct
+            request_for direct "$name" "$params" "$stream" "$tools" "$api"
+            fixed_rate direct "$name" "$REQ_URL" "$REQ_BODY" "$REQ_HEADERS" "$LAT_SCEN_RATE" \
+                "$LAT_SECONDS" "$r"
+            [ "$r" -le "$LAT_ROUNDS" ] || break
+            for i in $(seq 0 $(( n - 1 ))); do
+                p="${order[$(( (i + r - 1) % n ))]}"
+                sleep 0.3
+                measure_path "$p"
+                request_for "$p" "$name" "$params" "$stream" "$tools" "$api"
+                fixed_rate "$p" "$name" "$REQ_URL" "$REQ_BODY" "$REQ_HEADERS" "$LAT_SCEN_RATE" \
+                    "$LAT_SECONDS" "$r"
+            done
+            sleep 0.3
+        done
+    done <<< "$SCENARIOS"
+}
+
+# Memory at rest of every path, after both phases; then the servers stop.
+finish_paths() {
+    local path
     sleep 2
-    jq -c -n --arg path "$path" --argjson a "$idle_start" --argjson b "${idle_first:-0}" \
-        --argjson c "$(status_kb VmRSS)" --argjson pids "$(echo "$SUT_PIDS" | wc -w)" \
-        '{kind: "idle", path: $path, rss_start_kb: $a, rss_after_first_kb: $b,
-          rss_after_load_kb: $c, processes: $pids}' >> "$RAW"
-    if [ -n "$SERVER_PID" ]; then
-        stop_pid "$SERVER_PID"
-    fi
+    for path in $PATHS; do
+        measure_path "$path"
+        jq -c -n --arg path "$path" --argjson a "${IDLE_START[$path]:-0}" \
+            --argjson b "${IDLE_FIRST[$path]:-0}" --argjson c "$(status_kb VmRSS)" \
+            --argjson pids "$(echo "$SUT_PIDS" | wc -w)" \
+            '{kind: "idle", path: $path, rss_start_kb: $a, rss_after_first_kb: $b,
+              rss_after_load_kb: $c, processes: $pids}' >> "$RAW"
+        if [ -n "${SERVER_PID_OF[$path]:-}" ]; then
+            stop_pid "${SERVER_PID_OF[$path]}"
+        fi
+    done
 }
 
 machine_info() {
@@ -491,12 +598,15 @@ machine_info() {
         --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         --arg tools "$TOOLS_SOURCE" \
         --arg cores "$([ -n "$CORE_SUT" ] && echo "server under test alone on core 1; load generator (wrk, h2load) and gatehouse-mock share core 0" || echo "one core: no pinning")" \
-        --argjson secs "$SECONDS_PER_RUN" \
+        --argjson secs "$SECONDS_PER_RUN" --argjson lat_secs "$LAT_SECONDS" \
+        --argjson lat_rounds "$LAT_ROUNDS" --argjson lat_skip "$LAT_SKIP_MS" \
         --arg load "$(cut -d' ' -f1 /proc/loadavg)" \
         '{kind: "machine", date: $date, nproc: $nproc, cpu: $cpu, memory: $mem, kernel: $kernel,
           versions: {nginx: $nginx, node: $node, portkey: $portkey, wrk: $wrk, h2load: $h2load,
                      libcurl: $curl, gatehouse: $gatehouse, commit: $commit},
-          tools_source: $tools, cores: $cores, seconds_per_run: $secs, loadavg_start: $load}' \
+          tools_source: $tools, cores: $cores, seconds_per_run: $secs,
+          latency_seconds_per_run: $lat_secs, latency_rounds: $lat_rounds,
+          latency_skip_ms: $lat_skip, loadavg_start: $load}' \
         >> "$RAW"
 }
 
@@ -519,8 +629,13 @@ main() {
     machine_info
     start_mock
     for path in $PATHS; do
-        run_path "$path"
+        start_server "$path"
     done
+    for path in $PATHS; do
+        saturate_path "$path"
+    done
+    latency_phase
+    finish_paths
     stop_pid "$MOCK_PID"
     jq -c -n --arg load "$(cut -d' ' -f1 /proc/loadavg)" '{kind: "end", loadavg: $load}' >> "$RAW"
 
