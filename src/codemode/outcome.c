@@ -17,6 +17,8 @@
 #include "util/buf.h"
 
 #define CALL_ERROR_MAX 200 /* bytes of a tool call's error shown in the list of calls */
+#define ERROR_MAX 1000     /* bytes of the script's error message */
+#define HINT_MAX 300       /* bytes of the hint */
 
 /* ---- CallToolResult -> return frame --------------------------------------------------------- */
 
@@ -99,12 +101,16 @@ static void append_error(buf_t *b, const codemode_outcome_t *o)
     buf_appends(b, "error: ");
     if (o->error_type != NULL && o->error_type[0] != '\0')
         buf_appendf(b, "%s: ", o->error_type);
-    buf_appends(b, o->error_message != NULL ? o->error_message : "(no message)");
+    /* One line each, whatever the messages hold: the format is line-oriented. */
+    append_one_line(b, o->error_message != NULL ? o->error_message : "(no message)", ERROR_MAX);
     if (o->error_line > 0)
         buf_appendf(b, " (line %d)", o->error_line);
     buf_appendc(b, '\n');
-    if (o->hint != NULL && o->hint[0] != '\0')
-        buf_appendf(b, "hint: %s\n", o->hint);
+    if (o->hint != NULL && o->hint[0] != '\0') {
+        buf_appends(b, "hint: ");
+        append_one_line(b, o->hint, HINT_MAX);
+        buf_appendc(b, '\n');
+    }
 }
 
 static void append_calls(buf_t *b, const codemode_outcome_t *o)

@@ -248,7 +248,7 @@ static void test_format_failure(void **state)
         .output = "partial",
         .output_truncated = true,
         .error_type = "ToolError",
-        .error_message = "ENOENT: no such file",
+        .error_message = "ENOENT: no such file\n  (while opening)",
         .error_line = 3,
         .hint = "catch ToolError to go on without the file",
         .calls = calls,
@@ -257,7 +257,7 @@ static void test_format_failure(void **state)
     };
     char *text = codemode_outcome_format(&o);
     assert_string_equal(text, "status: tool (1500ms)\n"
-                              "error: ToolError: ENOENT: no such file (line 3)\n"
+                              "error: ToolError: ENOENT: no such file   (while opening) (line 3)\n"
                               "hint: catch ToolError to go on without the file\n"
                               "tool calls: 1\n"
                               "  1. fs.read_file 250ms error: ENOENT: no such file or directory\n"
