@@ -17,10 +17,19 @@
  * request makes at most max_depth + 1 model calls; a turn that still asks for auto calls after
  * that is answered as is, with the limit marked.
  *
+ * Code Mode (docs/code-mode.md): listToolFiles, readToolFile and getToolDocs are always run by
+ * gatehouse. executeToolCode is run only when the script's server.tool(...) calls, found by
+ * parsing it in the sandbox before anything runs, are all tools_to_auto_execute and none is
+ * dynamic (getattr, an aliased server): agent_prepare starts those analyses when a turn
+ * completes and the turn is planned once every verdict is in. A script with a syntax error, or
+ * a call without code, is run too: nothing in it can reach a tool, and the model gets the
+ * error to fix. Anything else, including an analysis that failed, goes back to the client.
+ *
  * Ownership: the agent owns the round's call records and their tool messages, the stream
- * turn's accumulators, and one timer. The conversation array belongs to the request body; the
- * agent appends to it and keeps references to what it appended. Tool calls still in flight
- * when the request ends are cancelled (mcp_hub_cancel), so no callback outlives the agent.
+ * turn's accumulators, the turn's analyses and verdicts, and one timer. The conversation array
+ * belongs to the request body; the agent appends to it and keeps references to what it appended.
+ * Tool calls still in flight when the request ends are cancelled (mcp_hub_cancel), so no callback
+ * outlives the agent.
  */
 #include "gateway/agent.h"
 
@@ -28,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codemode/metatools.h"
 #include "gateway/handlers.h"
 #include "mcp/content.h"
 #include "mcp/hub.h"
@@ -42,11 +52,13 @@
 
 typedef struct agent_call {
     agent_t *agent;
-    mcp_hub_call_t *handle; /* while the hub runs it */
-    const mcp_tool_t *tool; /* the request's catalog entry */
-    const char *id;         /* tool_call_id; borrowed from the round's message */
-    const char *arguments;  /* JSON text as the model wrote it; borrowed likewise */
-    double started;         /* monotonic */
+    mcp_hub_call_t *handle;          /* while the hub runs it */
+    const mcp_tool_t *tool;          /* the request's catalog entry; NULL for a meta-tool */
+    codemode_meta_t meta;            /* the Code Mode meta-tool, or CODEMODE_META_NONE */
+    codemode_meta_call_t *meta_call; /* while a meta-tool runs */
+    const char *id;                  /* tool_call_id; borrowed from the round's message */
+    const char *arguments;           /* JSON text as the model wrote it; borrowed likewise */
+    double started;                  /* monotonic */
     double started_unix;
     json_t *message; /* the tool message, once the result is in; owned */
 } agent_call_t;
@@ -71,6 +83,13 @@ typedef struct stream_turn {
     json_t *message; /* built by agent_stream_message; owned */
 } stream_turn_t;
 
+/* The analysis of one executeToolCode script of the turn being planned. */
+typedef struct analysis {
+    agent_t *agent;
+    codemode_exec_t *handle; /* while the sandbox parses it */
+    char *id;                /* the tool call's id; owned */
+} analysis_t;
+
 struct agent {
     struct event_base *base;
     const char *rid;
@@ -93,6 +112,15 @@ struct agent {
 
     json_t *shape; /* the current turn's chunk fields but choices; owned */
     stream_turn_t turn;
+
+    /* Code Mode: which executeToolCode calls of the current turn gatehouse runs itself. */
+    json_t *verdicts;     /* tool call id -> true (run here) or false (the client's); owned */
+    analysis_t *analyses; /* the turn's analyses */
+    size_t n_analyses;
+    size_t analyses_pending;
+    bool preparing; /* inside agent_prepare's loop: completion must wait */
+    void (*prepared)(void *arg);
+    void *prepared_arg;
 };
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
@@ -120,6 +148,7 @@ static void round_reset(agent_t *a)
     for (size_t i = 0; i < a->n_calls; i++) {
         if (a->calls[i].handle != NULL)
             mcp_hub_cancel(a->calls[i].handle);
+        codemode_meta_cancel(a->calls[i].meta_call);
         json_decref(a->calls[i].message);
     }
     free(a->calls);
@@ -151,6 +180,18 @@ void agent_stream_next_turn(agent_t *a)
 static void report_call(const agent_call_t *call, const json_t *result, bool ok, const char *error,
                         double duration_s);
 
+static void analyses_reset(agent_t *a)
+{
+    for (size_t i = 0; i < a->n_analyses; i++) {
+        codemode_exec_cancel(a->analyses[i].handle);
+        free(a->analyses[i].id);
+    }
+    free(a->analyses);
+    a->analyses = NULL;
+    a->n_analyses = 0;
+    a->analyses_pending = 0;
+}
+
 void agent_free(agent_t *a)
 {
     if (a == NULL)
@@ -162,7 +203,12 @@ void agent_free(agent_t *a)
         if (call->handle != NULL)
             report_call(call, NULL, false, "cancelled: the request ended",
                         gateway_now() - call->started);
+        if (call->meta_call != NULL)
+            log_info(a->rid, "agent: %s cancelled: the request ended",
+                     codemode_meta_name(call->meta));
     }
+    analyses_reset(a);
+    json_decref(a->verdicts);
     round_reset(a);
     agent_stream_next_turn(a);
     if (a->later != NULL)
@@ -178,16 +224,41 @@ int agent_turns(const agent_t *a)
 
 /* ---- planning ------------------------------------------------------------------------------- */
 
-/* The request's MCP tool behind a call, when gatehouse may run it itself. */
-static const mcp_tool_t *auto_tool(const agent_t *a, const json_t *call)
+/* What gatehouse runs for a call: an MCP tool or a Code Mode meta-tool. */
+typedef struct target {
+    const mcp_tool_t *tool;
+    codemode_meta_t meta;
+} target_t;
+
+static const char *call_name(const json_t *call)
 {
     const char *type = json_string_value(json_object_get(call, "type"));
     if (type != NULL && strcmp(type, "function") != 0)
         return NULL;
-    const char *name =
-        json_string_value(json_object_get(json_object_get(call, "function"), "name"));
+    return json_string_value(json_object_get(json_object_get(call, "function"), "name"));
+}
+
+/* What gatehouse may run itself for a call: an auto-executable MCP tool, a reading meta-tool,
+ * or an executeToolCode whose analysis said so. False when the call is the client's. */
+static bool auto_target(const agent_t *a, const json_t *call, target_t *out)
+{
+    const char *name = call_name(call);
+    *out = (target_t){NULL, inject_meta(a->tools, name)};
+    if (out->meta == CODEMODE_META_EXECUTE) {
+        const char *id = json_string_value(json_object_get(call, "id"));
+        return id != NULL && json_is_true(json_object_get(a->verdicts, id));
+    }
+    if (out->meta != CODEMODE_META_NONE)
+        return true;
     const mcp_tool_t *t = inject_lookup(a->tools, name);
-    return t != NULL && t->auto_execute ? t : NULL;
+    out->tool = t;
+    return t != NULL && t->auto_execute;
+}
+
+static bool is_auto(const agent_t *a, const json_t *call)
+{
+    target_t ignored;
+    return auto_target(a, call, &ignored);
 }
 
 agent_plan_t agent_plan(agent_t *a, const json_t *message)
@@ -197,7 +268,7 @@ agent_plan_t agent_plan(agent_t *a, const json_t *message)
     size_t n = json_array_size(calls);
     size_t n_auto = 0;
     for (size_t i = 0; i < n; i++)
-        n_auto += auto_tool(a, json_array_get(calls, i)) != NULL;
+        n_auto += is_auto(a, json_array_get(calls, i));
 
     if (n_auto == 0)
         return AGENT_FINAL;
@@ -209,6 +280,97 @@ agent_plan_t agent_plan(agent_t *a, const json_t *message)
         return AGENT_LIMIT;
     }
     return n_auto == n ? AGENT_RUN_ALL : AGENT_RUN_SOME;
+}
+
+/* ---- Code Mode: which scripts gatehouse runs ------------------------------------------------ */
+
+static json_t *call_arguments(const char *text);
+
+/* Whether a script may run here, from its analysis; why not goes to the log. */
+static bool script_is_auto(const agent_t *a, const codemode_analysis_t *an, const char **why)
+{
+    *why = NULL;
+    if (an->failed) {
+        *why = "the sandbox could not analyse it";
+        return false;
+    }
+    if (!an->syntax_ok)
+        return true; /* it cannot run a thing; the model gets its syntax error */
+    if (an->dynamic) {
+        *why = "it calls tools in a way that cannot be read before it runs";
+        return false;
+    }
+    for (size_t i = 0; i < an->n_calls; i++) {
+        const codemode_tool_binding_t *t =
+            codemode_bindings_find(a->tools->codemode, an->servers_py[i], an->tools_py[i], NULL);
+        if (t == NULL || !t->t->auto_execute) {
+            *why = "it calls a tool that is not in tools_to_auto_execute";
+            return false;
+        }
+    }
+    return true;
+}
+
+static void on_analysis(void *arg, const codemode_analysis_t *an)
+{
+    analysis_t *x = arg;
+    agent_t *a = x->agent;
+    x->handle = NULL;
+    const char *why;
+    bool run_here = script_is_auto(a, an, &why);
+    json_object_set_new(a->verdicts, x->id, json_boolean(run_here));
+    if (run_here)
+        log_debug(a->rid, "agent: executeToolCode %s runs here (%zu tool calls)", x->id,
+                  an->n_calls);
+    else
+        log_info(a->rid, "agent: executeToolCode %s goes back to the client: %s", x->id, why);
+    if (--a->analyses_pending == 0 && !a->preparing)
+        a->prepared(a->prepared_arg);
+}
+
+/* Starts the analysis of one executeToolCode call, or decides at once. */
+static void prepare_script(agent_t *a, const json_t *call)
+{
+    const char *id = json_string_value(json_object_get(call, "id"));
+    if (id == NULL)
+        return; /* no id, no tool message to answer with: the client's */
+    const json_t *fn = json_object_get(call, "function");
+    json_t *args = call_arguments(json_string_value(json_object_get(fn, "arguments")));
+    const char *code = codemode_meta_code(args);
+    if (code == NULL) {
+        json_object_set_new(a->verdicts, id, json_true()); /* answered here: "needs code" */
+        json_decref(args);
+        return;
+    }
+    analysis_t *x = &a->analyses[a->n_analyses++];
+    x->agent = a;
+    x->id = xstrdup(id);
+    a->analyses_pending++;
+    x->handle = codemode_analyze_start(a->base, code, a->tools->codemode, a->rid, on_analysis, x);
+    json_decref(args);
+}
+
+bool agent_prepare(agent_t *a, const json_t *message, void (*done)(void *arg), void *arg)
+{
+    analyses_reset(a);
+    json_decref(a->verdicts);
+    a->verdicts = json_object();
+    const json_t *calls = json_object_get(message, "tool_calls");
+    if (a->tools->codemode == NULL || json_array_size(calls) == 0)
+        return false;
+
+    a->prepared = done;
+    a->prepared_arg = arg;
+    a->analyses = xcalloc(json_array_size(calls), sizeof(*a->analyses));
+    a->preparing = true;
+    size_t i;
+    const json_t *c;
+    json_array_foreach (calls, i, c) {
+        if (inject_meta(a->tools, call_name(c)) == CODEMODE_META_EXECUTE)
+            prepare_script(a, c);
+    }
+    a->preparing = false;
+    return a->analyses_pending > 0;
 }
 
 /* ---- running a round ------------------------------------------------------------------------ */
@@ -335,11 +497,43 @@ static json_t *call_arguments(const char *text)
     return NULL;
 }
 
+static void on_meta_done(void *arg, const char *text, bool is_error)
+{
+    agent_call_t *call = arg;
+    call->meta_call = NULL;
+    log_info(call->agent->rid, "agent: %s answered in %.0f ms%s", codemode_meta_name(call->meta),
+             (gateway_now() - call->started) * 1000.0, is_error ? " (an error for the model)" : "");
+    json_t *m = json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id",
+                          call->id ? call->id : "", "content", text);
+    call_finished(call, m != NULL ? m : error_message(call->id, "the answer is not valid UTF-8"));
+}
+
+/* A meta-tool call: bad arguments are the meta-tool's to answer, like any mistake of the
+ * model's, so they go through too (as no arguments). */
+static void launch_meta(agent_call_t *call)
+{
+    agent_t *a = call->agent;
+    json_t *args = call_arguments(call->arguments);
+    codemode_meta_opts_t o = {
+        .bindings = a->tools->codemode,
+        .level = a->tools->codemode_level,
+        .request_id = a->rid,
+        .log_content = a->log_content,
+    };
+    log_debug(a->rid, "agent: running %s", codemode_meta_name(call->meta));
+    call->meta_call = codemode_meta_call(a->base, call->meta, args, &o, on_meta_done, call);
+    json_decref(args);
+}
+
 static void launch(agent_call_t *call)
 {
     agent_t *a = call->agent;
     call->started = gateway_now();
     call->started_unix = gateway_wall_now();
+    if (call->meta != CODEMODE_META_NONE) {
+        launch_meta(call);
+        return;
+    }
     json_t *args = call_arguments(call->arguments);
     if (args == NULL) {
         static const char why[] = "the arguments are not a JSON object";
@@ -371,13 +565,14 @@ void agent_run(agent_t *a, const json_t *message, void (*done)(void *arg), void 
     size_t i;
     const json_t *c;
     json_array_foreach (calls, i, c) {
-        const mcp_tool_t *tool = auto_tool(a, c);
-        if (tool == NULL)
+        target_t target;
+        if (!auto_target(a, c, &target))
             continue;
         const json_t *fn = json_object_get(c, "function");
         a->calls[a->n_calls++] = (agent_call_t){
             .agent = a,
-            .tool = tool,
+            .tool = target.tool,
+            .meta = target.meta,
             .id = json_string_value(json_object_get(c, "id")),
             .arguments = json_string_value(json_object_get(fn, "arguments")),
         };
@@ -410,7 +605,7 @@ static json_t *client_calls(const agent_t *a, const json_t *message)
     size_t i;
     const json_t *c;
     json_array_foreach (json_object_get(message, "tool_calls"), i, c) {
-        if (auto_tool(a, c) == NULL)
+        if (!is_auto(a, c))
             json_array_append(out, (json_t *)c);
     }
     return out;

@@ -6,6 +6,10 @@
  * (inject.h). The request pipeline (chat.c) keeps its attempt loop (retries, fallbacks) for
  * every model call and asks the agent, whenever a turn is complete, what comes next:
  *
+ *   agent_prepare(message, done)  Code Mode only: when the turn calls executeToolCode, the
+ *                              scripts are parsed in the sandbox first (is every tool they
+ *                              call auto-executable?); returns true and calls done later,
+ *                              then the turn is planned
  *   agent_plan(message)        AGENT_FINAL     no call gatehouse may run: answer as is
  *                              AGENT_LIMIT     calls to run, but max_agent_depth rounds ran:
  *                                              answer as is, marked
@@ -62,7 +66,11 @@ void agent_free(agent_t *a);
 /* Model turns completed so far (each agent_plan call counts one). */
 int agent_turns(const agent_t *a);
 
-/* Classifies a complete turn; message is its assistant message. */
+/* Starts what planning the turn needs that takes time: the analysis of its executeToolCode
+ * scripts. Returns true when done will run later, on the worker's loop (message must stay
+ * valid until then); false when agent_plan may run at once. */
+bool agent_prepare(agent_t *a, const json_t *message, void (*done)(void *arg), void *arg);
+/* Classifies a complete turn (after agent_prepare); message is its assistant message. */
 agent_plan_t agent_plan(agent_t *a, const json_t *message);
 /* Runs the auto-executable calls of message (plan AGENT_RUN_ALL or AGENT_RUN_SOME); done runs
  * once, later, on the worker's loop, when every result is in the conversation. */

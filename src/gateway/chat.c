@@ -111,6 +111,8 @@ typedef struct chat {
     agent_t *agent;              /* NULL unless an auto-executable tool was added */
     agent_plan_t plan;           /* of the round of tool calls running */
     json_t *held_resp;           /* JSON answer waiting for its round (AGENT_RUN_SOME) */
+    const json_t *prep_msg;      /* the turn's message while agent_prepare works */
+    json_t *prep_resp;           /* its JSON answer meanwhile (NULL in a stream) */
     bool turn_sent;              /* a chunk of the current model turn reached the client */
 
     /* Telemetry: timings, and what the request log and the audit trail keep. */
@@ -183,6 +185,7 @@ static void chat_free(chat_t *c)
     agent_free(c->agent);
     inject_tools_release(&c->tools);
     json_decref(c->held_resp);
+    json_decref(c->prep_resp);
     dialect_chat_request_free(&c->req);
     gateway_snapshot_release(c->snap);
     free(c);
@@ -572,10 +575,10 @@ static void on_round_done(void *arg)
     }
 }
 
-/* A complete model turn, with its assistant message: the agent runs its calls (without holding
- * the provider's slot meanwhile), or the answer ends here. resp is the JSON answer (consumed),
- * or NULL in a stream. */
-static void agent_turn_end(chat_t *c, const json_t *msg, json_t *resp)
+/* A complete and prepared model turn: the agent runs its calls (without holding the provider's
+ * slot meanwhile), or the answer ends here. resp is the JSON answer (consumed), or NULL in a
+ * stream. */
+static void agent_turn_plan(chat_t *c, const json_t *msg, json_t *resp)
 {
     agent_plan_t plan = msg != NULL ? agent_plan(c->agent, msg) : AGENT_FINAL;
     if (plan == AGENT_FINAL || plan == AGENT_LIMIT) {
@@ -595,6 +598,29 @@ static void agent_turn_end(chat_t *c, const json_t *msg, json_t *resp)
         json_decref(resp);
     if (resp == NULL)
         write_own_chunk(c, agent_event_calls(c->agent));
+}
+
+static void on_turn_prepared(void *arg)
+{
+    chat_t *c = arg;
+    const json_t *msg = c->prep_msg;
+    json_t *resp = c->prep_resp;
+    c->prep_msg = NULL;
+    c->prep_resp = NULL;
+    agent_turn_plan(c, msg, resp);
+}
+
+/* A complete model turn, with its assistant message. Code Mode scripts are analysed first
+ * (agent_prepare), without holding the provider's slot. */
+static void agent_turn_end(chat_t *c, const json_t *msg, json_t *resp)
+{
+    if (msg != NULL && agent_prepare(c->agent, msg, on_turn_prepared, c)) {
+        release_slot(c);
+        c->prep_msg = msg;
+        c->prep_resp = resp;
+        return;
+    }
+    agent_turn_plan(c, msg, resp);
 }
 
 /* ---- upstream callbacks --------------------------------------------------------------------- */

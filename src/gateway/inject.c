@@ -8,7 +8,9 @@
  * Cost: a gateway without MCP clients pays one test of the configuration per request. With MCP,
  * the work is one pass over the catalog plus one JSON object per tool offered; the tool's
  * schema is shared with the catalog by reference, never copied, which is safe because neither
- * the catalog nor the request body ever changes a schema.
+ * the catalog nor the request body ever changes a schema. Code Mode adds one more pass over
+ * the catalog (the bindings: names only, no stub is generated until the model asks for one)
+ * and four small constant tools.
  */
 #include "gateway/inject.h"
 
@@ -52,6 +54,40 @@ static json_t *function_tool(const mcp_tool_t *t)
         json_object_set_new(fn, "parameters",
                             json_pack("{s:s, s:{}}", "type", "object", "properties"));
     return json_pack("{s:s, s:o}", "type", "function", "function", fn);
+}
+
+/* Code Mode's meta-tools, after the classic tools, when the request may use a code-mode tool;
+ * each one unless the caller has a tool of that name. */
+static void add_meta_tools(const config_t *cfg, mcp_catalog_t *cat, const mcp_filter_t *f,
+                           json_t *tools, inject_tools_t *out)
+{
+    codemode_bindings_t *b = codemode_bindings_build(cat, f);
+    if (codemode_bindings_count(b) == 0) {
+        codemode_bindings_release(b);
+        return;
+    }
+    json_t *caller = caller_tool_names(tools);
+    json_t *meta = codemode_meta_openai_tools();
+    size_t i;
+    json_t *tool;
+    json_array_foreach (meta, i, tool) {
+        const char *name = codemode_meta_name((codemode_meta_t)i);
+        if (json_object_get(caller, name) != NULL)
+            continue;
+        json_array_append(tools, tool);
+        out->meta_added |= 1u << i;
+        out->n_added++;
+        if (i != CODEMODE_META_EXECUTE)
+            out->n_auto++;
+    }
+    json_decref(meta);
+    json_decref(caller);
+    if (out->meta_added == 0) {
+        codemode_bindings_release(b);
+        return;
+    }
+    out->codemode = b;
+    out->codemode_level = inject_binding_level(cfg);
 }
 
 static bool offered(const mcp_tool_t *t, const mcp_filter_t *f, const json_t *caller)
@@ -100,7 +136,9 @@ void inject_mcp_tools(const config_t *cfg, const http_request_t *req, json_t *bo
     bool created = tools == NULL;
     if (created)
         tools = json_array();
-    if (add_tools(cat, &filter, tools, out) > 0) {
+    add_tools(cat, &filter, tools, out);
+    add_meta_tools(cfg, cat, &filter, tools, out);
+    if (out->n_added > 0) {
         out->catalog = cat;
         if (created)
             json_object_set(body, "tools", tools);
@@ -110,6 +148,35 @@ void inject_mcp_tools(const config_t *cfg, const http_request_t *req, json_t *bo
     if (created)
         json_decref(tools);
     mcp_filter_free(&filter);
+}
+
+codemode_meta_t inject_meta(const inject_tools_t *t, const char *name)
+{
+    codemode_meta_t kind = codemode_meta_kind(name);
+    if (kind == CODEMODE_META_NONE || !(t->meta_added & (1u << kind)))
+        return CODEMODE_META_NONE;
+    return kind;
+}
+
+codemode_bindings_t *inject_codemode_bindings(mcp_catalog_t *cat, const http_request_t *req)
+{
+    if (cat == NULL)
+        return NULL;
+    mcp_filter_t filter = MCP_FILTER_INIT;
+    mcp_filter_from_headers(&filter, header_of, (void *)req);
+    codemode_bindings_t *b = codemode_bindings_build(cat, &filter);
+    mcp_filter_free(&filter);
+    if (codemode_bindings_count(b) == 0) {
+        codemode_bindings_release(b);
+        return NULL;
+    }
+    return b;
+}
+
+codemode_binding_level_t inject_binding_level(const config_t *cfg)
+{
+    return cfg->mcp_code_mode_binding == CONFIG_MCP_BINDING_TOOL ? CODEMODE_BINDING_TOOL
+                                                                 : CODEMODE_BINDING_SERVER;
 }
 
 const mcp_tool_t *inject_lookup(const inject_tools_t *t, const char *exposed)
@@ -123,6 +190,7 @@ void inject_tools_release(inject_tools_t *t)
 {
     if (t->catalog != NULL)
         mcp_catalog_release(t->catalog);
+    codemode_bindings_release(t->codemode);
     json_decref(t->visible);
     *t = (inject_tools_t)INJECT_TOOLS_INIT;
 }

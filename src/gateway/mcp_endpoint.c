@@ -10,7 +10,10 @@
  *
  * POST. The body is parsed into messages (jsonrpc.h) and each request is answered from the
  * catalog snapshot at once, or forwarded through the hub (tools/call, resources/read,
- * prompts/get). When nothing was forwarded the answer goes out as JSON right away. Otherwise
+ * prompts/get), or run here: when the request may use a Code Mode client's tools, /mcp serves
+ * Code Mode's four meta-tools in their place (codemode/metatools.h; mcp/server.c lists them
+ * as extra tools and hands their calls back), run like a forward but through
+ * codemode_meta_call. When nothing was forwarded the answer goes out as JSON right away. Otherwise
  * a post_t waits for the hub's answers on this worker's loop; if they take longer than
  * SSE_AFTER_MS and the client accepts it, the answer turns into an SSE stream, so that each
  * response goes out as it arrives and a keep-alive comment flows while a slow tool runs
@@ -47,8 +50,10 @@
 #include <strings.h>
 #include <sys/queue.h>
 
+#include "codemode/metatools.h"
 #include "dialects/openai.h"
 #include "gateway/handlers.h"
+#include "gateway/inject.h"
 #include "gateway/tool_log.h"
 #include "mcp/filter.h"
 #include "mcp/hub.h"
@@ -71,12 +76,14 @@ typedef struct post post_t;
 /* One forwarded request of a POST. */
 typedef struct call {
     post_t *post;
-    size_t slot;              /* the request's index in the POST */
-    json_t *id;               /* its JSON-RPC id; owned */
-    mcp_server_forward_t fwd; /* params handed to the hub (NULL after) */
-    mcp_hub_call_t *hub;      /* while the hub works on it */
-    bool started;             /* handed to the hub */
-    bool answered;            /* the hub answered, or the call was cancelled */
+    size_t slot;                     /* the request's index in the POST */
+    json_t *id;                      /* its JSON-RPC id; owned */
+    mcp_server_forward_t fwd;        /* params handed to the hub (NULL after) */
+    mcp_hub_call_t *hub;             /* while the hub works on it */
+    codemode_meta_t meta;            /* a Code Mode meta-tool run here, or CODEMODE_META_NONE */
+    codemode_meta_call_t *meta_call; /* while it runs */
+    bool started;                    /* handed to the hub */
+    bool answered;                   /* the hub answered, or the call was cancelled */
     double started_at;
     double started_unix;
     char *arguments; /* tools/call: the arguments as JSON text, kept for the request log when
@@ -103,6 +110,8 @@ struct post {
     bool *sent;           /* streaming: response i has gone out */
     call_t *calls;        /* the forwards */
     size_t n_calls;
+    codemode_bindings_t *codemode;  /* the code-mode tools this POST may use, or NULL */
+    codemode_binding_level_t level; /* of Code Mode's stub tree */
     size_t waiting; /* forwards not answered yet, plus one until post_run has started
                      * them all, so that no callback finishes a half-built POST */
     struct event *timer;
@@ -363,10 +372,11 @@ static void call_log(const call_t *c, const mcp_hub_result_t *res)
                  res->err ? res->err->message : "");
 }
 
-/* A tools/call's row and metrics (tool_log.h); other forwards are not tool calls. */
+/* A tools/call's row and metrics (tool_log.h); other forwards are not tool calls, and neither
+ * are Code Mode's meta-tools (the executor records the tool calls a script makes). */
 static void call_record(const call_t *c, const json_t *result, const char *error)
 {
-    if (c->fwd.tool == NULL)
+    if (c->fwd.tool == NULL || c->meta != CODEMODE_META_NONE)
         return;
     post_t *p = c->post;
     tool_log_call_t row = {
@@ -398,9 +408,41 @@ static void on_hub_done(void *arg, const mcp_hub_result_t *res)
     post_maybe_done(p);
 }
 
+static void on_meta_done(void *arg, const char *text, bool is_error)
+{
+    call_t *c = arg;
+    post_t *p = c->post;
+    c->meta_call = NULL;
+    c->answered = true;
+    log_info(p->rid, "mcp: tools/call %s (Code Mode) answered in %.0f ms%s", c->fwd.exposed,
+             (gateway_now() - c->started_at) * 1000.0, is_error ? " with an error" : "");
+    p->replies[c->slot] = mcp_server_text_result(c->id, text, is_error);
+    p->waiting--;
+    post_maybe_done(p);
+}
+
+/* Runs one of Code Mode's meta-tools here; it answers from the loop, never at once. */
+static void call_start_meta(post_t *p, call_t *c)
+{
+    codemode_meta_opts_t o = {
+        .bindings = p->codemode,
+        .level = p->level,
+        .request_id = p->rid,
+        .log_content = p->log_content,
+    };
+    c->started_at = gateway_now();
+    c->started = true;
+    p->waiting++;
+    c->meta_call = codemode_meta_call(p->st->base, c->meta, c->fwd.params, &o, on_meta_done, c);
+}
+
 /* Hands one forward to the hub. Failures to queue are answered at once. */
 static void call_start(post_t *p, call_t *c)
 {
+    if (c->meta != CODEMODE_META_NONE) {
+        call_start_meta(p, c);
+        return;
+    }
     mcp_server_forward_t *f = &c->fwd;
     json_t *params = f->params;
     f->params = NULL; /* the hub takes it */
@@ -441,6 +483,8 @@ static void call_cancel(call_t *c, const char *why)
     c->hub = NULL;
     call_record(c, NULL, why);
     c->post->tools_s += gateway_now() - c->started_at;
+    codemode_meta_cancel(c->meta_call);
+    c->meta_call = NULL;
     c->post->waiting--;
 }
 
@@ -460,6 +504,7 @@ static void post_free(post_t *p)
         json_decref(p->replies[i]);
     if (p->timer != NULL)
         event_free(p->timer);
+    codemode_bindings_release(p->codemode);
     free(p->calls);
     free(p->replies);
     free(p->sent);
@@ -676,6 +721,14 @@ static void post_dispatch(post_t *p, const mcp_server_session_t *s, const jsonrp
     mcp_catalog_t *cat = mcp_hub_catalog();
     mcp_server_ctx_t ctx = {.cat = cat, .filter = mcp_filter_is_open(&filter) ? NULL : &filter};
 
+    /* Code Mode: its meta-tools in place of the code-mode clients' tools. */
+    p->codemode = inject_codemode_bindings(cat, p->req);
+    json_t *meta = p->codemode != NULL ? codemode_meta_mcp_tools() : NULL;
+    ctx.extra_tools = meta;
+    gateway_snapshot_t *snap = gateway_snapshot_acquire();
+    p->level = inject_binding_level(snap->cfg);
+    gateway_snapshot_release(snap);
+
     for (size_t i = 0; i < b->count; i++) {
         const jsonrpc_msg_t *m = &b->msgs[i];
         if (m->kind == JSONRPC_NOTIFICATION) {
@@ -693,9 +746,12 @@ static void post_dispatch(post_t *p, const mcp_server_session_t *s, const jsonrp
             }
             call_t *c = &p->calls[p->n_calls++];
             *c = (call_t){.post = p, .slot = i, .id = json_deep_copy(m->id), .fwd = o.fwd};
+            c->meta =
+                o.kind == MCP_SERVER_LOCAL ? codemode_meta_kind(o.fwd.tool) : CODEMODE_META_NONE;
         }
         /* Responses: we never send requests to /mcp clients, so there is nothing to match. */
     }
+    json_decref(meta);
     if (cat != NULL)
         mcp_catalog_release(cat);
     mcp_filter_free(&filter);

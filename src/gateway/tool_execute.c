@@ -9,6 +9,12 @@
  *     -> queue the call on the tool hub; the answer comes back on this worker's loop
  *     -> map the CallToolResult (mcp/content.h) or the error to the answer
  *
+ * Code Mode's meta-tools (listToolFiles, readToolFile, getToolDocs, executeToolCode) are
+ * accepted by name too, so that a client in agent mode can run the executeToolCode calls
+ * gatehouse left to it (docs/code-mode.md): the request's filter headers decide which
+ * code-mode tools the meta-tools see, and the answer is the meta-tool's text, a failed script
+ * or a wrong call being a tool error (200, x-gatehouse-tool-error: true).
+ *
  * The request is finished exactly once, by exec_end, which writes the access line first: a
  * finished request whose client has gone is freed at once. When the client disconnects while
  * the call runs, the hub call is cancelled (the server gets notifications/cancelled and our
@@ -22,8 +28,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "codemode/metatools.h"
 #include "dialects/openai.h"
 #include "gateway/handlers.h"
+#include "gateway/inject.h"
 #include "mcp/content.h"
 #include "mcp/filter.h"
 #include "gateway/tool_log.h"
@@ -48,7 +56,10 @@ typedef struct exec {
     double call_s;          /* how long the tool call took, for the request's row */
     const char *error_type; /* the error answered, for the request's row; NULL on 200 */
     char error_message[512];
-    mcp_hub_call_t *call; /* while the hub runs it */
+    mcp_hub_call_t *call;            /* while the hub runs it */
+    codemode_binding_level_t level;  /* Code Mode's stub tree, from the configuration */
+    codemode_meta_t meta;            /* the meta-tool asked for, or CODEMODE_META_NONE */
+    codemode_meta_call_t *meta_call; /* while it runs */
 } exec_t;
 
 /* A failure found while reading the request: status, message and the error's param and code. */
@@ -353,6 +364,67 @@ static void on_client_close(http_request_t *req, void *arg)
     exec_end(e, 499, "", 0, false);
 }
 
+/* ---- Code Mode's meta-tools ------------------------------------------------------------------ */
+
+static void on_meta_done(void *arg, const char *text, bool is_error)
+{
+    exec_t *e = arg;
+    e->meta_call = NULL;
+    json_t *msg = e->responses ? json_pack("{s:s, s:s, s:s}", "type", "function_call_output",
+                                           "call_id", e->call_id, "output", text)
+                               : json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id",
+                                           e->call_id, "content", text);
+    if (msg == NULL) {
+        exec_error_t err;
+        set_error(&err, 500, NULL, "internal_error", "%s answered text that is not UTF-8",
+                  e->exposed);
+        exec_fail(e, &err);
+        return;
+    }
+    char *body = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    log_info(e->rid, "%s answered in %.0f ms%s", e->exposed,
+             (gateway_now() - e->started_at) * 1000.0, is_error ? " (an error for the model)" : "");
+    exec_end(e, 200, body, strlen(body), is_error);
+    free(body);
+}
+
+static void on_meta_close(http_request_t *req, void *arg)
+{
+    exec_t *e = arg;
+    log_info(e->rid, "client disconnected; cancelling %s", e->exposed);
+    codemode_meta_cancel(e->meta_call);
+    e->meta_call = NULL;
+    exec_end(e, 499, "", 0, false);
+}
+
+/* Runs a meta-tool with the code-mode tools this request may use (args stolen). */
+static int start_meta(exec_t *e, json_t *args, exec_error_t *err)
+{
+    mcp_catalog_t *cat = mcp_hub_catalog();
+    codemode_bindings_t *b = inject_codemode_bindings(cat, e->http);
+    if (cat != NULL)
+        mcp_catalog_release(cat);
+    if (b == NULL) {
+        json_decref(args);
+        return set_error(err, 404, e->responses ? "name" : "function.name", "tool_not_found",
+                         "%s: no Code Mode tool is available to this request", e->exposed);
+    }
+    codemode_meta_opts_t o = {
+        .bindings = b,
+        .level = e->level,
+        .request_id = e->rid,
+        .log_content = e->log_content,
+    };
+    log_debug(e->rid, "running Code Mode's %s", e->exposed);
+    e->meta_call =
+        codemode_meta_call(gateway_worker_base(e->worker), e->meta, args, &o, on_meta_done, e);
+    codemode_bindings_release(b); /* an execution holds its own reference */
+    json_decref(args);
+    http_request_on_close(e->http, on_meta_close, e);
+    return 0;
+}
+
 /* ---- entry ---------------------------------------------------------------------------------- */
 
 static int start(exec_t *e, exec_error_t *err)
@@ -372,6 +444,8 @@ static int start(exec_t *e, exec_error_t *err)
     json_t *args = NULL;
     int rc = read_call(e, root, &args, err);
     json_decref(root);
+    if (rc == 0 && (e->meta = codemode_meta_kind(e->exposed)) != CODEMODE_META_NONE)
+        return start_meta(e, args, err);
     if (rc == 0)
         rc = resolve_tool(e, err);
     if (rc != 0) {
@@ -391,6 +465,7 @@ static int start(exec_t *e, exec_error_t *err)
 void tool_execute_handle(http_request_t *req, gateway_worker_t *w, const char *request_id)
 {
     exec_t *e = xcalloc(1, sizeof(*e));
+    e->meta = CODEMODE_META_NONE;
     e->http = req;
     e->worker = w;
     e->started_at = gateway_now();
@@ -399,6 +474,9 @@ void tool_execute_handle(http_request_t *req, gateway_worker_t *w, const char *r
 
     /* Arguments and results go to the request log under the same switches as chat bodies. */
     e->log_content = tool_log_content_allowed(req);
+    gateway_snapshot_t *snap = gateway_snapshot_acquire();
+    e->level = inject_binding_level(snap->cfg);
+    gateway_snapshot_release(snap);
 
     exec_error_t err;
     if (start(e, &err) != 0)

@@ -205,32 +205,70 @@ json_t *mcp_server_initialize(const jsonrpc_msg_t *msg, const char **version, co
 
 /* ---- tools ---------------------------------------------------------------------------------- */
 
+/* The listing of visible tool k: the extra tools first, then the catalog's allowed tools.
+ * *i is the catalog position to resume from. NULL past the end. */
+static json_t *next_listing(const mcp_server_ctx_t *ctx, size_t k, size_t *i)
+{
+    size_t n_extra = json_array_size(ctx->extra_tools);
+    if (k < n_extra)
+        return json_deep_copy(json_array_get(ctx->extra_tools, k));
+    const mcp_catalog_t *cat = ctx->cat;
+    for (; cat != NULL && *i < cat->n_tools; (*i)++) {
+        if (tool_allowed(ctx, &cat->tools[*i]))
+            return tool_listing(&cat->tools[(*i)++]);
+    }
+    return NULL;
+}
+
 static json_t *tools_list(const mcp_server_ctx_t *ctx, const jsonrpc_msg_t *msg)
 {
     size_t offset;
     if (!cursor_offset(msg->params, &offset))
         return invalid_params(msg->id, "invalid cursor%s", NULL);
 
-    const mcp_catalog_t *cat = ctx->cat;
-    size_t n = cat ? cat->n_tools : 0;
-    size_t seen = 0; /* visible tools before the current one */
     size_t limit = page_size(ctx);
     json_t *list = json_array();
-    size_t i = 0;
-    for (; i < n && json_array_size(list) < limit; i++) {
-        if (tool_allowed(ctx, &cat->tools[i]) && seen++ >= offset)
-            json_array_append_new(list, tool_listing(&cat->tools[i]));
+    size_t i = 0; /* catalog position */
+    size_t k = 0; /* visible tools seen */
+    json_t *t;
+    while (json_array_size(list) < limit && (t = next_listing(ctx, k, &i)) != NULL) {
+        if (k++ >= offset)
+            json_array_append_new(list, t);
+        else
+            json_decref(t);
     }
 
     /* Another page only when a tool the client may see remains past this one. */
-    bool more = false;
-    for (; i < n && !more; i++)
-        more = tool_allowed(ctx, &cat->tools[i]);
+    json_t *more = json_array_size(list) == limit ? next_listing(ctx, k, &i) : NULL;
     json_t *result = json_object();
     json_object_set_new(result, "tools", list);
-    if (more)
+    if (more != NULL)
         set_next_cursor(result, offset + json_array_size(list));
+    json_decref(more);
     return jsonrpc_result(msg->id, result);
+}
+
+/* An extra tool of that name, or NULL. */
+static const json_t *find_extra(const mcp_server_ctx_t *ctx, const char *name)
+{
+    size_t i;
+    const json_t *t;
+    json_array_foreach (ctx->extra_tools, i, t) {
+        const char *n = json_string_value(json_object_get(t, "name"));
+        if (n != NULL && strcmp(n, name) == 0)
+            return t;
+    }
+    return NULL;
+}
+
+json_t *mcp_server_text_result(const json_t *id, const char *text, bool is_error)
+{
+    json_t *result = json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text",
+                               text != NULL ? text : "", "isError", is_error);
+    if (result == NULL) /* not UTF-8 */
+        result = json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text",
+                           "the answer was not valid UTF-8", "isError", true);
+    return jsonrpc_result(id, result);
 }
 
 static const mcp_tool_t *find_tool(const mcp_catalog_t *cat, const char *exposed)
@@ -253,6 +291,15 @@ static void tools_call(const mcp_server_ctx_t *ctx, const jsonrpc_msg_t *msg,
     }
     if (args != NULL && !json_is_object(args) && !json_is_null(args)) {
         reply(out, invalid_params(msg->id, "params.arguments of %s must be an object", name));
+        return;
+    }
+
+    if (find_extra(ctx, name) != NULL) {
+        out->kind = MCP_SERVER_LOCAL;
+        out->fwd.method = xstrdup("tools/call");
+        out->fwd.tool = xstrdup(name);
+        out->fwd.params = json_is_object(args) ? json_deep_copy(args) : NULL;
+        out->fwd.exposed = xstrdup(name);
         return;
     }
 
@@ -497,7 +544,15 @@ void mcp_server_digest(const mcp_catalog_t *cat, mcp_server_digest_t *out)
         return;
 
     /* The tools as listed, so that a change a /mcp client cannot see (a Code Mode client's
-     * tool, say) notifies nobody. */
+     * tool, say) notifies nobody. Whether any Code Mode tool is there counts, though: the
+     * gateway lists its extra tools (Code Mode's meta-tools) only then. */
+    bool code_mode = false;
+    for (size_t i = 0; i < cat->n_tools; i++) {
+        const mcp_tool_t *c = &cat->tools[i];
+        code_mode |= c->code_mode && c->executable && c->available;
+    }
+    if (code_mode)
+        out->tools = fnv1a(out->tools, "code mode", 9);
     for (size_t i = 0; i < cat->n_tools; i++) {
         if (!tool_visible(&cat->tools[i]))
             continue;

@@ -14,9 +14,11 @@
  *
  * What /mcp serves is the hub's merged catalog, minus what is not for it: tools that are not
  * executable (tools_to_execute), tools of clients that are down, and tools of Code Mode
- * clients, which reach models through Code Mode's meta-tools instead. Names are the hub's
- * exposed names ("<client>-<tool>"); resources and prompts carry the hub's namespacing too,
- * and are mapped back to their client before forwarding.
+ * clients, which reach models through Code Mode's meta-tools instead. Those the gateway passes
+ * in as "extra tools" (mcp_server_ctx_t): listed first, and their calls handed back to the
+ * caller to run (MCP_SERVER_LOCAL), so that this module needs to know nothing of Code Mode. Names
+ * are the hub's exposed names ("<client>-<tool>"); resources and prompts carry the hub's
+ * namespacing too, and are mapped back to their client before forwarding.
  *
  * Sessions live in one process-wide table behind a mutex, because one client's POSTs may
  * arrive on different connections and so on different worker threads. A session holds only
@@ -87,11 +89,15 @@ typedef struct mcp_server_ctx {
     const struct mcp_filter *filter; /* the request's x-gatehouse-mcp-include-* headers
                                       * (filter.h), or NULL for no restriction */
     size_t page_size;                /* items per list page; 0 = 100 */
+    const json_t *extra_tools;       /* MCP tool objects the caller serves itself, listed
+                                      * before the catalog's; NULL = none */
 } mcp_server_ctx_t;
 
 typedef enum mcp_server_outcome_kind {
     MCP_SERVER_REPLY = 0, /* reply holds the response */
     MCP_SERVER_FORWARD,   /* run fwd through the hub, then mcp_server_forward_reply */
+    MCP_SERVER_LOCAL,     /* tools/call of an extra tool: fwd.tool and fwd.params say which
+                           * and with what; the caller answers (mcp_server_text_result) */
 } mcp_server_outcome_kind_t;
 
 /* A request to pass on to one upstream client. */
@@ -127,6 +133,10 @@ void mcp_server_outcome_free(mcp_server_outcome_t *out);
  * namespaced again. */
 json_t *mcp_server_forward_reply(const json_t *id, const mcp_server_forward_t *fwd,
                                  const json_t *result, const mcp_error_t *err);
+
+/* A CallToolResult of one text block, as a JSON-RPC response: what the caller answers for an
+ * extra tool. */
+json_t *mcp_server_text_result(const json_t *id, const char *text, bool is_error);
 
 /* ---- change notifications ------------------------------------------------------------------- */
 

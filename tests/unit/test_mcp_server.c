@@ -337,6 +337,71 @@ static void test_tools_list_pages(void **state)
     fake_free(&f);
 }
 
+/* Tools the caller serves itself (Code Mode's meta-tools): listed first, paged with the
+ * catalog's, and their calls handed back as MCP_SERVER_LOCAL. */
+static void test_extra_tools(void **state)
+{
+    fake_t f;
+    fake_init(&f);
+    json_t *extra = json_pack("[{s:s, s:s, s:{s:s}}, {s:s, s:s, s:{s:s}}]", "name", "listFiles",
+                              "description", "Lists.", "inputSchema", "type", "object", "name",
+                              "runCode", "description", "Runs.", "inputSchema", "type", "object");
+    mcp_server_ctx_t ctx = {.cat = &f.cat, .extra_tools = extra, .page_size = 3};
+
+    json_t *r = answer(&ctx, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
+    json_t *tools = json_object_get(result_of(r), "tools");
+    assert_int_equal(json_array_size(tools), 3);
+    const char *want[] = {"listFiles", "runCode", "alpha-echo"};
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(tools, i), "name")),
+                            want[i]);
+    const char *cursor = json_string_value(json_object_get(result_of(r), "nextCursor"));
+    assert_non_null(cursor);
+    char text[256];
+    snprintf(text, sizeof(text),
+             "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\",\"params\":"
+             "{\"cursor\":\"%s\"}}",
+             cursor);
+    json_decref(r);
+    r = answer(&ctx, text);
+    tools = json_object_get(result_of(r), "tools");
+    assert_int_equal(json_array_size(tools), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(tools, 0), "name")),
+                        "beta-mul");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(tools, 2), "name")),
+                        "gamma-two");
+    assert_null(json_object_get(result_of(r), "nextCursor"));
+    json_decref(r);
+
+    mcp_server_outcome_t out;
+    run(&ctx,
+        "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":"
+        "{\"name\":\"runCode\",\"arguments\":{\"code\":\"print(1)\"}}}",
+        &out);
+    assert_int_equal(out.kind, MCP_SERVER_LOCAL);
+    assert_string_equal(out.fwd.tool, "runCode");
+    assert_null(out.fwd.client);
+    assert_string_equal(json_string_value(json_object_get(out.fwd.params, "code")), "print(1)");
+    mcp_server_outcome_free(&out);
+
+    /* The Code Mode client's own tool stays unknown. */
+    r = answer(&ctx, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":"
+                     "{\"name\":\"code-run\"}}");
+    assert_int_equal(error_code(r), JSONRPC_INVALID_PARAMS);
+    json_decref(r);
+
+    json_t *id = json_integer(5);
+    r = mcp_server_text_result(id, "done", true);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(result_of(r), "content"), 0), "text")),
+                        "done");
+    assert_true(json_is_true(json_object_get(result_of(r), "isError")));
+    json_decref(r);
+    json_decref(id);
+    json_decref(extra);
+    fake_free(&f);
+}
+
 static void test_tools_call(void **state)
 {
     fake_t f;
@@ -597,6 +662,13 @@ static void test_digest(void **state)
     mcp_server_digest(&f.cat, &d1);
     assert_changes(&d0, &d1, "notifications/tools/list_changed");
 
+    /* Code Mode tools coming or going change the list: the meta-tools come and go with them. */
+    mcp_server_digest(&f.cat, &d0);
+    f.cat.tools[4].available = false;
+    mcp_server_digest(&f.cat, &d1);
+    assert_changes(&d0, &d1, "notifications/tools/list_changed");
+    f.cat.tools[4].available = true;
+
     /* A client going down hides its tools. */
     mcp_server_digest(&f.cat, &d0);
     f.cat.tools[3].available = false;
@@ -803,6 +875,7 @@ int main(void)
         cmocka_unit_test(test_ping_and_errors),
         cmocka_unit_test(test_tools_list),
         cmocka_unit_test(test_tools_list_pages),
+        cmocka_unit_test(test_extra_tools),
         cmocka_unit_test(test_tools_call),
         cmocka_unit_test(test_forward_reply),
         cmocka_unit_test(test_resources),
