@@ -327,38 +327,14 @@ static void schedule_delivery(codemode_exec_t *e)
 
 /* ---- the end --------------------------------------------------------------------------------- */
 
-static void put_output(codemode_exec_t *e, const char *out)
-{
-    size_t n = strlen(out);
-    size_t max = (size_t)e->lim.output_bytes;
-    if (n > max) { /* the child should have cut it; never pass more than the limit on */
-        while (max > 0 && (out[max] & 0xC0) == 0x80)
-            max--;
-        n = max;
-        e->o.output_truncated = true;
-    }
-    e->output = xstrndup(out, n);
-}
-
 /* Fills e->o from e->reply (the child's done frame) or the gateway's outcome. */
 static void build_outcome(codemode_exec_t *e)
 {
     codemode_outcome_t *o = &e->o;
-    const json_t *r = e->reply;
-    if (r != NULL && !e->analyze) {
-        const json_t *err = json_object_get(r, "error");
-        o->output_truncated = json_is_true(json_object_get(r, "output_truncated"));
-        const char *out = json_string_value(json_object_get(r, "output"));
-        put_output(e, out != NULL ? out : "");
-        const json_t *result = json_object_get(r, "result");
-        o->result = result != NULL && !json_is_null(result) ? result : NULL;
-        o->error_type = json_string_value(json_object_get(err, "type"));
-        o->error_message = json_string_value(json_object_get(err, "message"));
-        json_int_t line = json_integer_value(json_object_get(err, "line"));
-        o->error_line = line > 0 && line < 1000000000 ? (int)line : 0;
-        o->hint = json_string_value(json_object_get(err, "hint"));
+    if (e->reply != NULL && !e->analyze) {
+        codemode_outcome_from_done(e->reply, e->lim.output_bytes, o, &e->output);
     } else {
-        put_output(e, "");
+        e->output = xstrdup("");
         o->error_type = e->err_type;
         o->error_message = e->message;
         o->hint = e->hint;
@@ -594,16 +570,6 @@ static void on_call(codemode_exec_t *e, const json_t *msg)
     tc->hub = mcp_hub_call_tool(e->base, tc->client, tc->tool, arguments, e->rid, on_tool_done, tc);
 }
 
-static bool known_status(const char *s)
-{
-    static const char *const statuses[] = {"ok", "syntax", "runtime", "tool", "limit"};
-    for (size_t i = 0; s != NULL && i < sizeof(statuses) / sizeof(statuses[0]); i++) {
-        if (strcmp(s, statuses[i]) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* One frame from the child. Returns false when the execution has ended. */
 static bool on_child_frame(codemode_exec_t *e, json_t *msg)
 {
@@ -615,8 +581,8 @@ static bool on_child_frame(codemode_exec_t *e, json_t *msg)
     bool done = type != NULL && strcmp(type, "done") == 0 && !e->analyze;
     bool analysis = type != NULL && strcmp(type, "analysis") == 0 && e->analyze;
     if (done) {
-        const char *status = json_string_value(json_object_get(msg, "status"));
-        if (!known_status(status)) {
+        const char *status = codemode_done_status(msg);
+        if (status == NULL) {
             fail(e, "internal", "SandboxError", GATEWAY_HINT_RETRY,
                  "the sandbox answered an unknown status");
             return false;

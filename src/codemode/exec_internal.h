@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "codemode/exec.h"
+
 struct event_base;
 struct evbuffer;
 
@@ -43,6 +45,15 @@ char *codemode_frame_encode(const json_t *obj, size_t *len_out);
  * copy of the error, or NULL when ok. New reference. */
 json_t *codemode_return_frame(long seq, const json_t *result, const char *hub_error,
                               char **error_out);
+
+/* The status of a done frame when it is one the child may send ("ok", "syntax", "runtime",
+ * "tool", "limit"), else NULL. The string is done's. */
+const char *codemode_done_status(const json_t *done);
+/* Fills o's output, output_truncated, result and error fields from a done frame (the child's:
+ * untrusted, any shape). The output is cut at output_bytes (at a UTF-8 boundary) into
+ * *output_owned (malloc'd), which o->output points to; the other strings point into done. */
+void codemode_outcome_from_done(const json_t *done, long output_bytes, codemode_outcome_t *o,
+                                char **output_owned);
 
 /* ---- the sandbox helper (supervisor.c) ------------------------------------------------------ */
 

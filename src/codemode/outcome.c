@@ -72,6 +72,46 @@ json_t *codemode_return_frame(long seq, const json_t *result, const char *hub_er
     return frame;
 }
 
+/* ---- done frame -> outcome ------------------------------------------------------------------- */
+
+const char *codemode_done_status(const json_t *done)
+{
+    static const char *const statuses[] = {"ok", "syntax", "runtime", "tool", "limit"};
+    const char *s = json_string_value(json_object_get(done, "status"));
+    for (size_t i = 0; s != NULL && i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        if (strcmp(s, statuses[i]) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+void codemode_outcome_from_done(const json_t *done, long output_bytes, codemode_outcome_t *o,
+                                char **output_owned)
+{
+    const json_t *err = json_object_get(done, "error");
+    o->output_truncated = json_is_true(json_object_get(done, "output_truncated"));
+    const char *out = json_string_value(json_object_get(done, "output"));
+    out = out != NULL ? out : "";
+    size_t n = strlen(out);
+    size_t max = output_bytes > 0 ? (size_t)output_bytes : 0;
+    if (n > max) { /* the child should have cut it; never pass more than the limit on */
+        while (max > 0 && (out[max] & 0xC0) == 0x80)
+            max--;
+        n = max;
+        o->output_truncated = true;
+    }
+    *output_owned = xstrndup(out, n);
+    o->output = *output_owned;
+
+    const json_t *result = json_object_get(done, "result");
+    o->result = result != NULL && !json_is_null(result) ? result : NULL;
+    o->error_type = json_string_value(json_object_get(err, "type"));
+    o->error_message = json_string_value(json_object_get(err, "message"));
+    json_int_t line = json_integer_value(json_object_get(err, "line"));
+    o->error_line = line > 0 && line < 1000000000 ? (int)line : 0;
+    o->hint = json_string_value(json_object_get(err, "hint"));
+}
+
 /* ---- outcome -> text for the model ---------------------------------------------------------- */
 
 static void append_duration(buf_t *b, double s)

@@ -280,6 +280,43 @@ static void test_format_failure(void **state)
     free(text);
 }
 
+/* ---- done frame -> outcome ------------------------------------------------------------------- */
+
+static void test_outcome_from_done(void **state)
+{
+    json_t *done =
+        parse("{\"type\":\"done\",\"status\":\"runtime\",\"output\":\"ab\u00e9cd\","
+              "\"output_truncated\":false,\"result\":[1],\"error\":{\"type\":\"KeyError\","
+              "\"message\":\"'x'\",\"line\":4,\"hint\":\"check the key\"}}");
+    assert_string_equal(codemode_done_status(done), "runtime");
+    codemode_outcome_t o = {0};
+    char *output;
+    /* a limit inside the two bytes of the e-acute cuts before it, and says so */
+    codemode_outcome_from_done(done, 3, &o, &output);
+    assert_string_equal(o.output, "ab");
+    assert_true(o.output_truncated);
+    assert_int_equal(json_integer_value(json_array_get(o.result, 0)), 1);
+    assert_string_equal(o.error_type, "KeyError");
+    assert_string_equal(o.error_message, "'x'");
+    assert_int_equal(o.error_line, 4);
+    assert_string_equal(o.hint, "check the key");
+    free(output);
+    json_decref(done);
+
+    /* whatever shape the child sends, nothing is invented */
+    done = parse("{\"status\":\"bogus\",\"output\":5,\"result\":null,\"error\":{\"line\":-3}}");
+    assert_null(codemode_done_status(done));
+    memset(&o, 0, sizeof(o));
+    codemode_outcome_from_done(done, 1024, &o, &output);
+    assert_string_equal(o.output, "");
+    assert_false(o.output_truncated);
+    assert_null(o.result);
+    assert_null(o.error_message);
+    assert_int_equal(o.error_line, 0);
+    free(output);
+    json_decref(done);
+}
+
 /* ---- the executor: a hub, server-everything, the fake helper ----------------------------------
  */
 
@@ -616,7 +653,8 @@ int main(void)
     const struct CMUnitTest pure[] = {
         cmocka_unit_test(test_frame_round_trip), cmocka_unit_test(test_return_values),
         cmocka_unit_test(test_return_errors),    cmocka_unit_test(test_format_ok),
-        cmocka_unit_test(test_format_failure),   cmocka_unit_test(test_no_hub),
+        cmocka_unit_test(test_format_failure),   cmocka_unit_test(test_outcome_from_done),
+        cmocka_unit_test(test_no_hub),
     };
     const struct CMUnitTest running[] = {
         cmocka_unit_test(test_exec_basic),   cmocka_unit_test(test_exec_concurrent),
