@@ -429,8 +429,9 @@ static int world_setup(void **state)
     if (w.b == NULL)
         return -1;
     codemode_limits_t lim = {.wall_ms = 10000};
-    /* CODEMODE_TEST_SANDBOX=build/gatehouse-sandbox runs them against the real helper (all but
-     * test_exec_helper_dies, whose trigger only the stand-in knows). */
+    /* CODEMODE_TEST_SANDBOX=build/gatehouse-sandbox runs them against the real helper; three
+     * expect the stand-in's ways (an unknown tool reaches the gateway, a large print is cut
+     * rather than refused, a script can make the helper die) and fail there by design. */
     const char *helper = getenv("CODEMODE_TEST_SANDBOX");
     return codemode_start(helper != NULL ? helper : FAKE_SANDBOX, &lim);
 }
@@ -617,6 +618,59 @@ static void test_exec_helper_dies(void **state)
     got_free(&g);
 }
 
+typedef struct analysis_got {
+    int n;
+    bool failed, syntax_ok, dynamic;
+    int line;
+    char calls[512]; /* "srv.tool," for each call */
+} analysis_got_t;
+
+static void on_analysis(void *arg, const codemode_analysis_t *a)
+{
+    analysis_got_t *g = arg;
+    g->n++;
+    g->failed = a->failed;
+    g->syntax_ok = a->syntax_ok;
+    g->dynamic = a->dynamic;
+    g->line = a->error_line;
+    g->calls[0] = '\0';
+    for (size_t i = 0; i < a->n_calls; i++) {
+        size_t len = strlen(g->calls);
+        snprintf(g->calls + len, sizeof(g->calls) - len, "%s.%s,", a->servers_py[i],
+                 a->tools_py[i]);
+    }
+}
+
+static void analyze(const char *code, analysis_got_t *g)
+{
+    memset(g, 0, sizeof(*g));
+    codemode_analyze_start(w.base, code, w.b, "test-analyze", on_analysis, g);
+    assert_true(wait_for(&g->n, 1, SAFETY_MS));
+}
+
+/* The analysis lists a script's server.tool calls without running them. */
+static void test_analyze(void **state)
+{
+    if (!have_world())
+        skip();
+    analysis_got_t g;
+    analyze("a = everything.echo(message='x')\nif a:\n    everything.get_sum(a=1, b=2)\n", &g);
+    assert_false(g.failed);
+    assert_true(g.syntax_ok);
+    assert_false(g.dynamic);
+    assert_non_null(strstr(g.calls, "everything.echo,"));
+    assert_non_null(strstr(g.calls, "everything.get_sum,"));
+
+    analyze("f = getattr(everything, 'echo')\nf(message='x')\n", &g);
+    assert_false(g.failed);
+    assert_true(g.dynamic);
+
+    analyze("def f(:\n", &g);
+    assert_false(g.failed);
+    assert_false(g.syntax_ok);
+    assert_int_equal(g.line, 1);
+}
+
 static void on_analysis_never(void *arg, const codemode_analysis_t *a)
 {
     int *n = arg;
@@ -657,9 +711,10 @@ int main(void)
         cmocka_unit_test(test_no_hub),
     };
     const struct CMUnitTest running[] = {
-        cmocka_unit_test(test_exec_basic),   cmocka_unit_test(test_exec_concurrent),
-        cmocka_unit_test(test_exec_timeout), cmocka_unit_test(test_exec_output_limit),
-        cmocka_unit_test(test_exec_cancel),  cmocka_unit_test(test_exec_helper_dies),
+        cmocka_unit_test(test_exec_basic),       cmocka_unit_test(test_exec_concurrent),
+        cmocka_unit_test(test_exec_timeout),     cmocka_unit_test(test_exec_output_limit),
+        cmocka_unit_test(test_exec_cancel),      cmocka_unit_test(test_analyze),
+        cmocka_unit_test(test_exec_helper_dies),
     };
     int failed = cmocka_run_group_tests_name("codemode_exec", pure, NULL, NULL);
     failed +=
