@@ -16,7 +16,11 @@
  * broken server (the search for the line end resumes where the last one stopped, so a long
  * line costs linear time). stderr is read all the time so that a chatty server never blocks
  * on a full pipe; it is logged at debug level, at most a few lines per second, one line per
- * log entry, cut at a fixed length.
+ * log entry, cut at a fixed length. Until the server is ready, its last stderr line is also
+ * kept: a server that ends before it ever answered initialize (a missing program, npx without
+ * PATH or network, a bad argument) has that line logged as a warning with its exit, since
+ * it usually says why and the default log level would hide it. Later stderr is not kept: it
+ * is the server's own business, and may say more than an operator wants in the log.
  *
  * The end of a child. Exit is seen through a pidfd (or, on kernels without pidfd_open, a
  * waitpid poll) and stdout's end of file. Either may come first, and a server's last answer
@@ -63,21 +67,23 @@
 
 typedef struct stdio_conn {
     mcp_conn_t base;
-    pid_t pid;                      /* the child, or -1 */
-    bool reaped;                    /* waitpid returned it */
-    int status;                     /* its wait status, once reaped */
-    int pidfd;                      /* -1 when pidfd_open is unavailable */
-    struct event *exit_ev;          /* pidfd readable, or the waitpid poll */
-    struct event *grace_ev;         /* the end's grace period */
-    struct bufferevent *to_child;   /* its stdin */
-    struct bufferevent *from_child; /* its stdout */
-    struct bufferevent *child_err;  /* its stderr */
-    size_t scanned;                 /* stdout bytes known to hold no LF */
-    bool out_eof;                   /* stdout ended */
-    char why[160];                  /* first non-exit reason for the end */
-    time_t err_second;              /* stderr budget: the current second */
-    int err_lines;                  /* lines shown in it */
-    long err_dropped;               /* lines not shown since the last note */
+    pid_t pid;                          /* the child, or -1 */
+    bool reaped;                        /* waitpid returned it */
+    int status;                         /* its wait status, once reaped */
+    int pidfd;                          /* -1 when pidfd_open is unavailable */
+    struct event *exit_ev;              /* pidfd readable, or the waitpid poll */
+    struct event *grace_ev;             /* the end's grace period */
+    struct bufferevent *to_child;       /* its stdin */
+    struct bufferevent *from_child;     /* its stdout */
+    struct bufferevent *child_err;      /* its stderr */
+    size_t scanned;                     /* stdout bytes known to hold no LF */
+    bool out_eof;                       /* stdout ended */
+    char why[160];                      /* first non-exit reason for the end */
+    time_t err_second;                  /* stderr budget: the current second */
+    int err_lines;                      /* lines shown in it */
+    long err_dropped;                   /* lines not shown since the last note */
+    bool ready;                         /* initialize succeeded; stderr is no longer kept */
+    char last_err[STDERR_LINE_MAX + 1]; /* the last non-blank stderr line before ready */
 } stdio_conn_t;
 
 /* ---- the reaper: outlives the connection ----------------------------------------------------- */
@@ -178,10 +184,20 @@ static void describe_end(const stdio_conn_t *s, char *out, size_t cap)
         snprintf(out, cap, "server exited");
 }
 
+static void collect_stderr_now(stdio_conn_t *s);
+
 static void report_end(stdio_conn_t *s)
 {
     char reason[200];
     describe_end(s, reason, sizeof(reason));
+    if (!s->ready) {
+        collect_stderr_now(s);
+        if (s->last_err[0] != '\0')
+            log_warn(s->base.log_id,
+                     "MCP server ended before it was ready (%s); its last line on"
+                     " stderr: %s",
+                     reason, s->last_err);
+    }
     mcp_conn_failed(&s->base, reason, false);
 }
 
@@ -304,30 +320,71 @@ static void log_stderr_line(stdio_conn_t *s, const char *line, size_t n)
     log_debug(s->base.log_id, "server stderr: %s%s", shown, n > STDERR_LINE_MAX ? "..." : "");
 }
 
-static void on_stderr(struct bufferevent *bev, void *arg)
+/* Keeps a non-blank line as the last thing the server said before it was ready. */
+static void keep_stderr_line(stdio_conn_t *s, const char *line, size_t n)
 {
-    stdio_conn_t *s = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    if (!log_enabled(LOG_LVL_DEBUG)) {
+    while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+        n--;
+    if (n == 0)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < STDERR_LINE_MAX; i++)
+        s->last_err[k++] = ((unsigned char)line[i] < 0x20 || line[i] == 0x7f) ? '?' : line[i];
+    s->last_err[k] = '\0';
+}
+
+/* Takes the complete lines out of the stderr buffer (and, at the end, what is left), to keep
+ * and to show. */
+static void take_stderr_lines(stdio_conn_t *s, struct evbuffer *in, bool at_end)
+{
+    bool show = log_enabled(LOG_LVL_DEBUG);
+    if (!show && s->ready) {
         evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
     for (;;) {
         struct evbuffer_ptr eol = evbuffer_search(in, "\n", 1, NULL);
         size_t len = evbuffer_get_length(in);
-        if (eol.pos < 0 && len <= STDERR_CHUNK_MAX)
+        if (len == 0 || (eol.pos < 0 && len <= STDERR_CHUNK_MAX && !at_end))
             return; /* wait for the rest of the line */
-        size_t n = eol.pos >= 0 ? (size_t)eol.pos : STDERR_CHUNK_MAX;
+        size_t n =
+            eol.pos >= 0 ? (size_t)eol.pos : (len < STDERR_CHUNK_MAX ? len : STDERR_CHUNK_MAX);
         size_t pulled = n < STDERR_LINE_MAX + 1 ? n : STDERR_LINE_MAX + 1;
-        log_stderr_line(s, (const char *)evbuffer_pullup(in, (ev_ssize_t)pulled), n);
+        const char *line = (const char *)evbuffer_pullup(in, (ev_ssize_t)pulled);
+        if (!s->ready)
+            keep_stderr_line(s, line, pulled < n ? pulled : n);
+        if (show)
+            log_stderr_line(s, line, n);
         evbuffer_drain(in, eol.pos >= 0 ? n + 1 : n);
     }
 }
 
+static void on_stderr(struct bufferevent *bev, void *arg)
+{
+    take_stderr_lines(arg, bufferevent_get_input(bev), false);
+}
+
 static void on_stderr_event(struct bufferevent *bev, short what, void *arg)
 {
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-        bufferevent_disable(bev, EV_READ); /* stdout and the exit tell the story */
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+        return;
+    take_stderr_lines(arg, bufferevent_get_input(bev), true);
+    bufferevent_disable(bev, EV_READ); /* stdout and the exit tell the story */
+}
+
+/* The child has ended: what it wrote to stderr last may still sit in the pipe, unread by the
+ * loop, when its exit is reported. Read it now. */
+static void collect_stderr_now(stdio_conn_t *s)
+{
+    if (s->child_err == NULL)
+        return;
+    struct evbuffer *in = bufferevent_get_input(s->child_err);
+    evutil_socket_t fd = bufferevent_getfd(s->child_err);
+    if (fd >= 0) {
+        while (evbuffer_get_length(in) < 64 * 1024 && evbuffer_read(in, fd, 4096) > 0) {
+        }
+    }
+    take_stderr_lines(s, in, true);
 }
 
 /* ---- stdin ----------------------------------------------------------------------------------- */
@@ -586,12 +643,20 @@ static void stdio_destroy(mcp_conn_t *conn)
     free(s);
 }
 
+/* From now on stderr is only shown (at debug level), not kept. */
+static void stdio_ready(mcp_conn_t *conn, const char *protocol_version)
+{
+    stdio_conn_t *s = (stdio_conn_t *)conn;
+    s->ready = true;
+    s->last_err[0] = '\0';
+}
+
 static const mcp_conn_ops_t stdio_ops = {
     .name = "stdio",
     .opens_at_start = true,
     .start = stdio_start,
     .send = stdio_send,
-    .ready = NULL,
+    .ready = stdio_ready,
     .abandon = NULL,
     .stop = stdio_stop,
     .destroy = stdio_destroy,

@@ -6,7 +6,7 @@
 //
 // Servers (stdio): server-everything (the one killed, and a healthy neighbour) and the scripted
 // fake server (tests/fixtures/mcp/fake_server.mjs) in its mute and flood modes, plus a node
-// one-liner that exits with status 3. The model is the replay server's mock mode, so chat
+// one-liner that says why on stderr and exits with status 3. The model is the replay server's mock mode, so chat
 // requests show which tools reached the model. The client-level versions of these faults are in
 // tests/unit/test_mcp_client.c. Skipped when tests/node_modules is absent.
 
@@ -83,7 +83,7 @@ before(async () => {
                 client_configs: [
                     stdio('everything', [EVERYTHING, 'stdio']),
                     stdio('mute', [FAKE, 'mute']),
-                    stdio('quitter', ['-e', 'process.exit(3)']),
+                    stdio('quitter', ['-e', "console.error('cannot open /no/such/folder'); process.exit(3)"]),
                     stdio('flood', [FAKE, 'flood', String(FLOOD_MIB)]),
                 ],
                 tool_manager_config: { tool_execution_timeout: TIMEOUT_S },
@@ -138,6 +138,8 @@ test('a server that exits at start: backed off and logged, its tools never offer
     const seen = await until(() => (gw.stderr().match(/MCP server quitter: server exited with status 3/g) ?? []).length >= 2, 20000);
     assert.ok(seen, `quitter's exits not logged twice:\n${gw.stderr().slice(-3000)}`);
     assert.match(gw.stderr(), /MCP server quitter: server exited with status 3; pending requests fail, reconnecting in \d+ ms/);
+    // Why it ended is in the log at the default level: its last line on stderr.
+    assert.match(gw.stderr(), /\[mcp:quitter\] MCP server ended before it was ready \(server exited with status 3\); its last line on stderr: cannot open \/no\/such\/folder\n/);
 
     const { names } = await toolsOfAChat();
     assert.ok(names.includes('everything-echo'));

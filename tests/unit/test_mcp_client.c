@@ -901,6 +901,76 @@ static void test_server_that_exits_keeps_backing_off(void **state)
     h_done(&h);
 }
 
+/* Runs the client on a server with args until it has been down n times, with the log (at level)
+ * going to a file; returns the log's text (owned). */
+static char *log_of_exits(const char *const *args, int n, log_level_t level)
+{
+    char log_path[] = "/tmp/gatehouse-exits-XXXXXX";
+    int log_fd = mkstemp(log_path);
+    int saved_err = dup(2);
+    dup2(log_fd, 2);
+    log_level_t saved_level = log_get_level();
+    log_set_level(level);
+
+    harness_t h;
+    h_stdio(&h, "sayswhy", args);
+    bool down = run_until(&h, down_seen, (void *)(intptr_t)n, SAFETY_MS);
+    h_done(&h);
+
+    log_set_level(saved_level);
+    fflush(stderr);
+    dup2(saved_err, 2);
+    close(saved_err);
+    assert_true(down);
+
+    FILE *f = fdopen(log_fd, "r");
+    rewind(f);
+    buf_t text = BUF_INIT;
+    char line[1024];
+    while (fgets(line, sizeof(line), f) != NULL)
+        buf_appends(&text, line);
+    fclose(f);
+    unlink(log_path);
+    return buf_release(&text);
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p != NULL; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* A server that ends before it is ready: its last stderr line (its reason, usually) is logged
+ * as a warning at the default level, once per attempt; blank lines and an unfinished last line
+ * are handled. A server that was ready keeps its stderr to debug level. */
+static void test_server_that_exits_at_start_says_why(void **state)
+{
+    REQUIRE_SERVERS();
+    const char *args[] = {"-e",
+                          "console.error('starting'); console.error('no such folder: /srv/x');"
+                          " process.stderr.write('\\n  \\n'); process.exit(3)",
+                          NULL};
+    char *log = log_of_exits(args, 2, LOG_LVL_INFO);
+    assert_int_equal(count_of(log, "MCP server ended before it was ready (server exited with "
+                                   "status 3); its last line on stderr: no such folder: /srv/x\n"),
+                     2);
+    assert_null(strstr(log, "starting"));
+    free(log);
+
+    const char *unfinished[] = {"-e", "process.stderr.write('cut short'); process.exit(4)", NULL};
+    log = log_of_exits(unfinished, 1, LOG_LVL_INFO);
+    assert_non_null(strstr(log, "its last line on stderr: cut short\n"));
+    free(log);
+
+    const char *silent[] = {"-e", "process.exit(5)", NULL};
+    log = log_of_exits(silent, 1, LOG_LVL_INFO);
+    assert_null(strstr(log, "last line on stderr"));
+    assert_non_null(strstr(log, "server exited with status 5"));
+    free(log);
+}
+
 static void test_missing_command_backs_off(void **state)
 {
     harness_t h;
@@ -1420,6 +1490,7 @@ int main(void)
         cmocka_unit_test(test_lost_ping_reconnects),
         cmocka_unit_test(test_requests_before_ready_fail_async),
         cmocka_unit_test(test_server_that_exits_keeps_backing_off),
+        cmocka_unit_test(test_server_that_exits_at_start_says_why),
         cmocka_unit_test(test_missing_command_backs_off),
         cmocka_unit_test(test_free_kills_a_stubborn_server),
         cmocka_unit_test(test_free_from_inside_a_callback),
