@@ -374,9 +374,13 @@ static bool is_jsonrpc(const buf_t *body)
 static void http_error(http_stream_t *s)
 {
     http_conn_t *hc = s->hc;
-    char reason[96];
-    snprintf(reason, sizeof(reason), "HTTP %ld%s", s->status,
-             s->status == 401 || s->status == 403 ? " (check the credentials in headers)" : "");
+    const char *hint = "";
+    if (s->status == 401 || s->status == 403)
+        hint = " (check the credentials in headers)";
+    else if (s->status == 404 || s->status == 405)
+        hint = " (is this URL the server's MCP endpoint? it often ends in /mcp)";
+    char reason[128];
+    snprintf(reason, sizeof(reason), "HTTP %ld%s", s->status, hint);
     if (s->request_id < 0) {
         log_warn(hc->base.log_id, "server refused a notification or response: %s", reason);
         return;

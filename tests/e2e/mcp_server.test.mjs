@@ -553,6 +553,10 @@ test('gatehouse mcp: usage and connection errors exit 2', { skip: SKIP }, async 
     const down = cli(['list', `http://127.0.0.1:${port}/mcp`]);
     assert.equal(down.code, 2);
     assert.match(down.stderr, /cannot connect/);
+    // A URL that is not an MCP endpoint (gatehouse's own root) says so.
+    const wrong = cli(['list', gw.url]);
+    assert.equal(wrong.code, 2);
+    assert.match(wrong.stderr, /HTTP 404 \(is this URL the server's MCP endpoint\? it often ends in \/mcp\)/);
     for (const args of [['list'], ['call', 'http://x/mcp'], ['call', 'http://x/mcp', 't', '[1]'], ['list', 'ftp://x'], ['frobnicate']]) {
         const r = cli(args);
         assert.equal(r.code, 2, args.join(' '));
