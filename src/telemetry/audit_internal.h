@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "telemetry/telemetry.h"
+#include "util/buf.h"
 
 #define AUDIT_HASH_HEX 65 /* 64 hex digits and a NUL */
 #define AUDIT_FILE_MAX_BYTES (64L * 1024 * 1024)
@@ -54,6 +55,10 @@ audit_entry_t *audit_entry_copy(const telemetry_exchange_t *x);
 /* A record of the writer's own: kind "recovery" or "gap", stamped now, text in `error`. */
 audit_entry_t *audit_entry_note(const char *kind, const char *text);
 void audit_entry_free(audit_entry_t *e);
+
+/* The record's JSON line, without a newline, written into out (emptied first). Always 0: any
+ * bytes can be encoded (text or base64). The same rules as audit_entry_line. */
+int audit_entry_format(const audit_entry_t *e, uint64_t seq, const char *prev, buf_t *out);
 
 /* The record's JSON line, without a newline (caller frees), or NULL when it cannot be encoded.
  * Secret headers are redacted, and their values (and secret query parameters) are scrubbed

@@ -13,16 +13,18 @@
  *   - bodies are {"text": ...} when they are UTF-8 without NUL bytes, {"base64": ...} otherwise,
  *     or {"sha256": ..., "bytes": N} when content recording is off (hash of the bytes as sent).
  *
- * Keys are set in a fixed order and jansson keeps insertion order, so two writers given the same
- * entry make the same bytes, and the hash chain is over exactly those bytes.
+ * The line is written straight into a buffer, keys in a fixed order, in the bytes json_dumps
+ * would make of the same record (see "JSON pieces"), so two writers given the same entry make
+ * the same bytes, and the hash chain is over exactly those bytes.
  */
 #include "telemetry/audit_internal.h"
 
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <jansson.h>
+#include <math.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,18 +133,35 @@ void audit_entry_free(audit_entry_t *e)
 
 /* ---- hashing and base64 ---------------------------------------------------------------------- */
 
+static const char hex_lower[] = "0123456789abcdef";
+
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+/* Fetched once: EVP_Digest with EVP_sha256() looks the algorithm up again at every call, which
+ * cost as much as hashing a short line. An EVP_MD may be shared by threads. */
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void audit_sha256_hex(const void *data, size_t len, char out[AUDIT_HASH_HEX])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
 
-    if (EVP_Digest(data, len, md, &md_len, EVP_sha256(), NULL) != 1 || md_len != 32) {
+    pthread_once(&sha256_once, sha256_fetch);
+    const EVP_MD *type = sha256_md != NULL ? sha256_md : EVP_sha256();
+    if (EVP_Digest(data, len, md, &md_len, type, NULL) != 1 || md_len != 32) {
         /* Cannot happen with a working libcrypto; a hash of zeros breaks verify visibly. */
         memset(md, 0, sizeof(md));
         md_len = 32;
     }
-    for (unsigned int i = 0; i < md_len; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    for (unsigned int i = 0; i < md_len; i++) {
+        out[2 * i] = hex_lower[md[i] >> 4];
+        out[2 * i + 1] = hex_lower[md[i] & 0xF];
+    }
+    out[2 * md_len] = '\0';
 }
 
 char *audit_base64(const void *data, size_t len)
@@ -233,7 +252,10 @@ static const char *header_split(const char *line, char *name, size_t cap)
 {
     const char *colon = strchr(line, ':');
     size_t len = colon != NULL ? (size_t)(colon - line) : strlen(line);
-    snprintf(name, cap, "%.*s", (int)len, line);
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(name, line, len);
+    name[len] = '\0';
 
     if (colon == NULL)
         return "";
@@ -354,43 +376,274 @@ static char *url_redact(const char *url, secrets_t *s)
 
 /* ---- JSON pieces ----------------------------------------------------------------------------- */
 
-/* A string when the bytes are UTF-8 without NUL (jansson checks), else {"base64": ...}. */
-static json_t *json_text(const char *data, size_t len, bool *is_text)
-{
-    json_t *s = memchr(data, '\0', len) == NULL ? json_stringn(data, len) : NULL;
-    *is_text = s != NULL;
-    if (s != NULL)
-        return s;
+/* The line is written straight into a buffer, in the exact bytes jansson's json_dumps(JSON_COMPACT
+ * | JSON_REAL_PRECISION(9)) made of the same record when the line was built as a jansson object
+ * (what older gatehouse versions wrote, and what audit verify and show parse): compact
+ * separators, strings escaped as jansson escapes them, reals as "%.9g" with jansson's touch-ups.
+ * Building an object tree and dumping it cost the writer more than everything else it does per
+ * record (bench/logging/README.md); test_audit checks that every line is jansson's canonical
+ * form of itself. */
 
+/* Length of the valid UTF-8 sequence at p (jansson's rules: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), or 0 when there is none. */
+static size_t utf8_seq(const unsigned char *p, size_t left)
+{
+    unsigned char c = p[0];
+    size_t n;
+    uint32_t v;
+    if (c < 0x80)
+        return 1;
+    if (c < 0xC2)
+        return 0;
+    if (c < 0xE0) {
+        n = 2;
+        v = c & 0x1F;
+    } else if (c < 0xF0) {
+        n = 3;
+        v = c & 0x0F;
+    } else if (c < 0xF5) {
+        n = 4;
+        v = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (left < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        v = (v << 6) | (p[i] & 0x3F);
+    }
+    if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) || (n == 3 && v < 0x800) ||
+        (n == 4 && v < 0x10000))
+        return 0;
+    return n;
+}
+
+/* True when the bytes can be a JSON string as they are: UTF-8, no NUL. ASCII is checked eight
+ * bytes at a time, since bodies are mostly ASCII. */
+static bool is_json_text(const char *data, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    size_t i = 0;
+    while (i < len) {
+        if (len - i >= 8) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            /* no byte >= 0x80 and no zero byte among the eight */
+            if ((w & 0x8080808080808080ULL) == 0 &&
+                ((w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL) == 0) {
+                i += 8;
+                continue;
+            }
+        }
+        if (p[i] == 0)
+            return false;
+        size_t n = utf8_seq(p + i, len - i);
+        if (n == 0)
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+/* A JSON string of bytes that passed is_json_text. Like jansson: '"' and '\' escaped, control
+ * characters as \b \f \n \r \t or \u00XX (upper-case hex), everything else (UTF-8 included)
+ * as it is. */
+static void put_string(buf_t *out, const char *data, size_t len)
+{
+    /* 1 for the bytes that need an escape: control characters, '"' and '\'. */
+    /* clang-format off */
+    static const unsigned char needs_escape[256] = {
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        ['"'] = 1, ['\\'] = 1,
+    };
+    /* clang-format on */
+    const unsigned char *p = (const unsigned char *)data;
+    buf_reserve(out, len + 2);
+    buf_appendc(out, '"');
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = p[i];
+        if (!needs_escape[c])
+            continue;
+        buf_append(out, data + run, i - run);
+        run = i + 1;
+        char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
+        size_t n = 2;
+        switch (c) {
+        case '"':
+        case '\\':
+            esc[1] = (char)c;
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = "0123456789ABCDEF"[c >> 4];
+            esc[5] = "0123456789ABCDEF"[c & 0xF];
+            n = 6;
+        }
+        buf_append(out, esc, n);
+    }
+    buf_append(out, data + run, len - run);
+    buf_appendc(out, '"');
+}
+
+static void put_base64(buf_t *out, const char *data, size_t len)
+{
     char *b64 = audit_base64(data, len);
-    json_t *o = json_pack("{s:s}", "base64", b64);
+    buf_appends(out, "{\"base64\":\"");
+    buf_appends(out, b64); /* base64 needs no escaping */
+    buf_appends(out, "\"}");
     free(b64);
-    return o;
 }
 
-static json_t *json_str(const char *s)
+/* A string when the bytes are UTF-8 without NUL, else {"base64": ...}. Returns whether it was
+ * a string. */
+static bool put_text(buf_t *out, const char *data, size_t len)
 {
-    bool is_text;
-    return s != NULL ? json_text(s, strlen(s), &is_text) : json_null();
+    if (is_json_text(data, len)) {
+        put_string(out, data, len);
+        return true;
+    }
+    put_base64(out, data, len);
+    return false;
 }
 
-static json_t *json_body(const char *data, size_t len, bool content, const secrets_t *s)
+static void put_str(buf_t *out, const char *s)
 {
-    if (data == NULL)
-        return json_null();
+    if (s == NULL)
+        buf_appends(out, "null");
+    else
+        put_text(out, s, strlen(s));
+}
+
+static void put_uint(buf_t *out, unsigned long long v)
+{
+    char digits[24];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    buf_reserve(out, n);
+    while (n > 0)
+        buf_appendc(out, digits[--n]);
+}
+
+static void put_int(buf_t *out, long long v)
+{
+    if (v < 0) {
+        buf_appendc(out, '-');
+        put_uint(out, 0ULL - (unsigned long long)v);
+    } else {
+        put_uint(out, (unsigned long long)v);
+    }
+}
+
+/* jansson's real: "%.9g", ".0" added when the text would read as an integer, and the exponent
+ * without '+' and leading zeros ("1e-05" -> "1e-5"). Returns false for NaN and infinities,
+ * which jansson cannot hold. */
+static bool format_real(char *text, size_t cap, double v)
+{
+    if (!isfinite(v))
+        return false;
+    int n = snprintf(text, cap, "%.9g", v);
+    if (n <= 0 || (size_t)n + 3 > cap)
+        return false;
+    if (strchr(text, '.') == NULL && strchr(text, 'e') == NULL)
+        memcpy(text + n, ".0", 3);
+
+    char *e = strchr(text, 'e');
+    if (e != NULL) {
+        char *from = e + 1;
+        char *to = e + 1;
+        if (*from == '-') {
+            from++;
+            to++;
+        } else if (*from == '+') {
+            from++;
+        }
+        while (*from == '0' && from[1] != '\0')
+            from++;
+        memmove(to, from, strlen(from) + 1);
+    }
+    return true;
+}
+
+/* ,"key": - every key but the first ("seq", written with the brace) follows a comma. */
+static void put_key(buf_t *out, const char *key)
+{
+    buf_appends(out, ",\"");
+    buf_appends(out, key);
+    buf_appends(out, "\":");
+}
+
+/* A key whose real value jansson could not hold (NaN, infinity) was left out; it still is. */
+static void put_real_field(buf_t *out, const char *key, double v)
+{
+    char text[48];
+    if (!format_real(text, sizeof(text), v))
+        return;
+    put_key(out, key);
+    buf_appends(out, text);
+}
+
+/* True when some secret occurs in the bytes (which may hold NULs: a secret never does). */
+static bool has_secret(const char *data, size_t len, const secrets_t *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (memmem(data, len, s->v[i], strlen(s->v[i])) != NULL)
+            return true;
+    }
+    return false;
+}
+
+static void put_body(buf_t *out, const char *data, size_t len, bool content, const secrets_t *s)
+{
+    if (data == NULL) {
+        buf_appends(out, "null");
+        return;
+    }
 
     if (!content) {
         char hex[AUDIT_HASH_HEX];
         audit_sha256_hex(data, len, hex);
-        return json_pack("{s:s, s:I}", "sha256", hex, "bytes", (json_int_t)len);
+        buf_appends(out, "{\"sha256\":\"");
+        buf_append(out, hex, AUDIT_HASH_HEX - 1);
+        buf_appends(out, "\",\"bytes\":");
+        put_uint(out, len);
+        buf_appendc(out, '}');
+        return;
     }
 
+    /* Most bodies hold no secret: they are written from the entry, without a scrubbed copy. */
     size_t clean_len = len;
-    char *clean = s->n > 0 ? scrub_bytes(data, len, s, &clean_len) : NULL;
-    bool is_text;
-    json_t *v = json_text(clean != NULL ? clean : data, clean_len, &is_text);
+    char *clean = has_secret(data, len, s) ? scrub_bytes(data, len, s, &clean_len) : NULL;
+    const char *text = clean != NULL ? clean : data;
+    if (is_json_text(text, clean_len)) {
+        buf_appends(out, "{\"text\":");
+        put_string(out, text, clean_len);
+        buf_appendc(out, '}');
+    } else {
+        put_base64(out, text, clean_len);
+    }
     free(clean);
-    return is_text ? json_pack("{s:o}", "text", v) : v;
 }
 
 /* "Bearer sk-..." keeps its scheme word, so a reader still sees how the call authenticated. */
@@ -407,29 +660,43 @@ static void redact_header_value(const char *value, char *out, size_t cap)
     snprintf(out, cap, "%.*s %s", (int)(space - value), value, shown);
 }
 
-static json_t *json_headers(char *const *headers, const secrets_t *s)
+/* [["Name", "value"], ...]: secret headers redacted, the others scrubbed of every secret. */
+static void put_headers(buf_t *out, char *const *headers, const secrets_t *s)
 {
-    json_t *arr = json_array();
     char name[256];
-
+    buf_appendc(out, '[');
     for (size_t i = 0; headers != NULL && headers[i] != NULL; i++) {
         const char *value = header_split(headers[i], name, sizeof(name));
-        char *shown;
+        buf_appends(out, i > 0 ? ",[" : "[");
+        put_str(out, name);
+        buf_appendc(out, ',');
         if (redact_is_secret_header(name)) {
-            shown = xmalloc(2 * REDACTED_MAX);
-            redact_header_value(value, shown, 2 * REDACTED_MAX);
+            char shown[2 * REDACTED_MAX];
+            redact_header_value(value, shown, sizeof(shown));
+            put_str(out, shown);
+        } else if (has_secret(value, strlen(value), s)) {
+            char *clean = xstrdup(value);
+            scrub_string(clean, s);
+            put_str(out, clean);
+            free(clean);
         } else {
-            shown = xstrdup(value);
-            scrub_string(shown, s);
+            put_str(out, value);
         }
-        json_array_append_new(arr, json_pack("[o, o]", json_str(name), json_str(shown)));
-        free(shown);
+        buf_appendc(out, ']');
     }
-    return arr;
+    buf_appendc(out, ']');
+}
+
+static void put_digits(char *at, unsigned v, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        at[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
 }
 
 /* RFC 3339 in UTC with milliseconds: sorts as text, reads at a glance. */
-static json_t *json_ts(double unix_s)
+static void put_ts(buf_t *out, double unix_s)
 {
     time_t sec = (time_t)unix_s;
     int ms = (int)((unix_s - (double)sec) * 1000.0);
@@ -437,16 +704,30 @@ static json_t *json_ts(double unix_s)
         ms = 0;
 
     struct tm tm;
-    char text[48];
     gmtime_r(&sec, &tm);
-    size_t n = strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(text + n, sizeof(text) - n, ".%03dZ", ms);
-    return json_string(text);
+    if (tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999) {
+        /* Not a time gatehouse can see; strftime's form, so the line stays what it was. */
+        char text[64];
+        size_t n = strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(text + n, sizeof(text) - n, ".%03dZ", ms);
+        put_str(out, text);
+        return;
+    }
+    char text[] = "\"0000-00-00T00:00:00.000Z\"";
+    put_digits(text + 1, (unsigned)(tm.tm_year + 1900), 4);
+    put_digits(text + 6, (unsigned)(tm.tm_mon + 1), 2);
+    put_digits(text + 9, (unsigned)tm.tm_mday, 2);
+    put_digits(text + 12, (unsigned)tm.tm_hour, 2);
+    put_digits(text + 15, (unsigned)tm.tm_min, 2);
+    put_digits(text + 18, (unsigned)tm.tm_sec, 2);
+    put_digits(text + 21, (unsigned)ms, 3);
+    buf_append(out, text, sizeof(text) - 1);
 }
 
 /* ---- the line -------------------------------------------------------------------------------- */
 
-static json_t *record_json(const audit_entry_t *e, uint64_t seq, const char *prev, secrets_t *s)
+static void put_record(buf_t *out, const audit_entry_t *e, uint64_t seq, const char *prev,
+                       secrets_t *s)
 {
     /* The URL's secret parameters join the header secrets before anything is scrubbed. */
     char *url = e->url != NULL ? url_redact(e->url, s) : NULL;
@@ -456,42 +737,58 @@ static json_t *record_json(const audit_entry_t *e, uint64_t seq, const char *pre
     if (error != NULL)
         scrub_string(error, s);
 
-    json_t *o = json_object();
-    json_object_set_new(o, "seq", json_integer((json_int_t)seq));
-    json_object_set_new(o, "prev", json_string(prev));
-    json_object_set_new(o, "ts", json_ts(e->started_unix));
-    json_object_set_new(o, "request_id", json_str(e->request_id));
-    json_object_set_new(o, "kind", json_str(e->kind));
-    json_object_set_new(o, "target", json_str(e->target));
-    json_object_set_new(o, "method", json_str(e->method));
-    json_object_set_new(o, "url", json_str(url));
-    json_object_set_new(o, "req_headers", json_headers(e->req_headers, s));
-    json_object_set_new(o, "req_body", json_body(e->req_body, e->req_len, e->record_content, s));
-    json_object_set_new(o, "status", json_integer(e->status));
-    json_object_set_new(o, "resp_headers", json_headers(e->resp_headers, s));
-    json_object_set_new(o, "resp_body", json_body(e->resp_body, e->resp_len, e->record_content, s));
-    json_object_set_new(o, "first_byte_s", json_real(e->first_byte_s));
-    json_object_set_new(o, "duration_s", json_real(e->duration_s));
-    json_object_set_new(o, "error", json_str(error));
+    buf_appends(out, "{\"seq\":");
+    put_uint(out, seq);
+    put_key(out, "prev");
+    put_str(out, prev);
+    put_key(out, "ts");
+    put_ts(out, e->started_unix);
+    put_key(out, "request_id");
+    put_str(out, e->request_id);
+    put_key(out, "kind");
+    put_str(out, e->kind);
+    put_key(out, "target");
+    put_str(out, e->target);
+    put_key(out, "method");
+    put_str(out, e->method);
+    put_key(out, "url");
+    put_str(out, url);
+    put_key(out, "req_headers");
+    put_headers(out, e->req_headers, s);
+    put_key(out, "req_body");
+    put_body(out, e->req_body, e->req_len, e->record_content, s);
+    put_key(out, "status");
+    put_int(out, e->status);
+    put_key(out, "resp_headers");
+    put_headers(out, e->resp_headers, s);
+    put_key(out, "resp_body");
+    put_body(out, e->resp_body, e->resp_len, e->record_content, s);
+    put_real_field(out, "first_byte_s", e->first_byte_s);
+    put_real_field(out, "duration_s", e->duration_s);
+    put_key(out, "error");
+    put_str(out, error);
+    buf_appendc(out, '}');
 
     free(url);
     free(error);
-    return o;
+}
+
+int audit_entry_format(const audit_entry_t *e, uint64_t seq, const char *prev, buf_t *out)
+{
+    secrets_t s = {0};
+    secrets_from_headers(&s, e->req_headers);
+    buf_reset(out);
+    put_record(out, e, seq, prev, &s);
+    secrets_free(&s);
+    return 0;
 }
 
 char *audit_entry_line(const audit_entry_t *e, uint64_t seq, const char *prev, size_t *len)
 {
-    secrets_t s = {0};
-    secrets_from_headers(&s, e->req_headers);
-
-    json_t *o = record_json(e, seq, prev, &s);
-    char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
-    json_decref(o);
-    secrets_free(&s);
-
-    if (line != NULL)
-        *len = strlen(line);
-    return line;
+    buf_t out = BUF_INIT;
+    audit_entry_format(e, seq, prev, &out);
+    *len = out.len;
+    return buf_release(&out);
 }
 
 /* ---- the files ------------------------------------------------------------------------------- */

@@ -15,6 +15,7 @@
 
 #include <ftw.h>
 #include <jansson.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -817,6 +818,85 @@ static void test_content_off_records_hashes(void **state)
     free(path);
 }
 
+/* ---- the line's bytes ------------------------------------------------------------------------ */
+
+/* The writer makes its lines by hand; they must be what json_dumps would make of the same record
+ * (older versions did exactly that, and verify, show and other tools parse them with jansson):
+ * parsed and dumped again with the same flags, every line gives back its own bytes. */
+static void assert_canonical(const char *line, size_t len)
+{
+    json_error_t err;
+    json_t *o = json_loadb(line, len, 0, &err);
+    if (o == NULL)
+        fail_msg("not JSON (%s): %.*s", err.text, (int)len, line);
+    char *again = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    assert_non_null(again);
+    if (strlen(again) != len || memcmp(again, line, len) != 0)
+        fail_msg("not jansson's form:\n  made %.*s\n  want %s", (int)len, line, again);
+    free(again);
+    json_decref(o);
+}
+
+static json_t *line_of(const telemetry_exchange_t *x, uint64_t seq)
+{
+    audit_entry_t *e = audit_entry_copy(x);
+    size_t len = 0;
+    char *line = audit_entry_line(
+        e, seq, "0000000000000000000000000000000000000000000000000000000000000000", &len);
+    assert_non_null(line);
+    assert_int_equal(strlen(line), len);
+    assert_canonical(line, len);
+    json_t *o = json_loadb(line, len, 0, NULL);
+    free(line);
+    audit_entry_free(e);
+    return o;
+}
+
+static void test_lines_are_jansson_canonical(void **state)
+{
+    static const char text[] = "quote \" backslash \\ slash / tab \t nl \n cr \r bs \b ff \f"
+                               " ctl \x01\x1f del \x7f \xc3\xa9 \xe2\x98\x83 \xf0\x9f\x98\x80";
+    static const char bad_utf8[] = "ok \xc3\x28 then \xed\xa0\x80 surrogate \xc0\xaf overlong";
+    static const char with_nul[] = "before\0after";
+    static const char *const odd_headers[] = {"X-Weird: a\x80z", "X-Ctl: \"tab\"\there",
+                                              "Authorization: Bearer " KEY, NULL};
+    static const double reals[] = {0.125,    4.5e-05,           -1,     3.0,
+                                   0.1,      123456789.123,     1e-300, 1e21,
+                                   2.5e+100, 0.000123456789123, 7e-10};
+
+    telemetry_exchange_t x = exchange("req-\"1\"", text, bad_utf8);
+    x.resp_headers = odd_headers;
+    x.error = "upstream said \"no\"\n";
+    json_t *r = line_of(&x, 1);
+    assert_string_equal(body_text(r, "req_body"), text);
+    assert_non_null(json_object_get(json_object_get(r, "resp_body"), "base64"));
+    assert_string_equal(json_string_value(json_object_get(r, "error")), x.error);
+    json_decref(r);
+
+    x = exchange(NULL, "", "");
+    x.resp_body = with_nul;
+    x.resp_len = sizeof(with_nul) - 1;
+    x.status = -5;
+    x.url = NULL;
+    for (size_t i = 0; i < sizeof(reals) / sizeof(reals[0]); i++) {
+        x.first_byte_s = reals[i];
+        x.duration_s = reals[sizeof(reals) / sizeof(reals[0]) - 1 - i];
+        r = line_of(&x, 1000 + i);
+        assert_true(json_is_null(json_object_get(r, "request_id")));
+        assert_int_equal(json_integer_value(json_object_get(r, "status")), -5);
+        assert_float_equal(json_real_value(json_object_get(r, "first_byte_s")), reals[i],
+                           fabs(reals[i]) * 1e-8);
+        json_decref(r);
+    }
+
+    x.record_content = false;
+    r = line_of(&x, 99);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "resp_body"), "bytes")),
+                     sizeof(with_nul) - 1);
+    json_decref(r);
+    (void)state;
+}
+
 /* ---- show and the exit statuses -------------------------------------------------------------- */
 
 static int show(const char *dir, const char *id, char **text)
@@ -918,6 +998,7 @@ int main(void)
         T(test_drops_are_counted_and_noted),
         T(test_no_secret_reaches_the_disk),
         T(test_content_off_records_hashes),
+        T(test_lines_are_jansson_canonical),
         T(test_show_prints_the_exchanges_of_one_request),
         T(test_verify_exit_statuses),
     };
