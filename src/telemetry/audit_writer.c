@@ -2,10 +2,12 @@
  * audit_writer.c - the audit trail's queue, writer thread and files (contract in audit.h).
  *
  * Worker threads call audit_submit, which copies the exchange and appends it to a bounded queue
- * under a mutex held for a few pointer moves; it never waits for the disk. One writer thread
- * takes the whole queue at once, turns each entry into its line (audit_record.c), chains it
- * (seq + 1, prev = SHA-256 of the previous line) and writes the lines in pieces of about a
- * megabyte with write(2). It fsyncs at most every 100 ms, and always before it stops.
+ * under a mutex held for a few pointer moves; it never waits for the disk, and it signals the
+ * writer only when the writer sleeps on an empty queue or a batch is full. One writer thread
+ * takes the whole queue at once, at most every 50 ms unless 512 exchanges or a megabyte of
+ * bodies wait, turns each entry into its line (audit_record.c), chains it (seq + 1, prev =
+ * SHA-256 of the previous line) and writes the lines in pieces of about a megabyte with
+ * write(2). It fsyncs at most every 100 ms, and always before it stops.
  *
  * The chain state (last seq, last hash) lives only in this thread, so nothing else can
  * interleave a record. A piece that fails to write is cut off the file again (ftruncate) and the
@@ -42,6 +44,8 @@
 
 #define PIECE_BYTES (1024 * 1024) /* lines are written in pieces of about this size */
 #define FSYNC_INTERVAL_NS 100000000L
+#define BATCH_INTERVAL_NS 50000000L /* the writer takes the queue at most this often... */
+#define BATCH_ENTRIES 512           /* ...unless this many exchanges (or a piece) wait */
 #define ERROR_LOG_INTERVAL_S 60
 #define TAIL_BLOCK 65536 /* bytes read at a time when looking for the last line */
 
@@ -80,12 +84,16 @@ static struct {
     struct timespec full_logged; /* when "queue full" was last logged (under mu) */
     atomic_bool running;         /* audit_submit accepts entries */
     bool stopping;
+    bool idle;                /* the writer waits for a first entry, without a deadline */
+    struct timespec batch_at; /* writer: CLOCK_MONOTONIC time it last took the queue */
     pthread_t thread;
     chain_t chain;
     uint64_t unrecorded;          /* writer: lost exchanges not yet told in a gap record */
     struct timespec error_logged; /* writer: when a disk error was last logged */
     unsigned long errors_unlogged;
-    long file_max; /* rotation size; tests make it small */
+    buf_t line;        /* writer: the record being made (chain_append) */
+    char batch_day[9]; /* writer: UTC day of the batch being written */
+    long file_max;     /* rotation size; tests make it small */
     size_t queue_max;
 } g_audit = {.mu = PTHREAD_MUTEX_INITIALIZER,
              .file_max = AUDIT_FILE_MAX_BYTES,
@@ -427,6 +435,7 @@ static int chain_open(chain_t *c)
 
     char day[9];
     today(day);
+    memcpy(g_audit.batch_day, day, sizeof(day)); /* for the recovery note below */
     if (rc >= 0)
         rc = n > 0 ? chain_use_file(c, files[n - 1].number, files[n - 1].name + 6, false)
                    : chain_use_file(c, 1, day, true);
@@ -492,8 +501,7 @@ static int piece_flush(chain_t *c, piece_t *p)
 
 static bool needs_rotation(const chain_t *c, const piece_t *p, size_t line_len)
 {
-    char day[9];
-    today(day);
+    const char *day = g_audit.batch_day;
     off_t used = c->size + (off_t)p->text.len;
     return strcmp(day, c->day) != 0 || (used > 0 && used + (off_t)line_len + 1 > g_audit.file_max);
 }
@@ -502,25 +510,22 @@ static bool needs_rotation(const chain_t *c, const piece_t *p, size_t line_len)
  * back if it is not). */
 static append_rc_t chain_append(chain_t *c, piece_t *p, const audit_entry_t *e)
 {
-    size_t len;
-    char *line = audit_entry_line(e, c->seq + 1, c->prev, &len);
-    if (line == NULL) {
+    /* The line is made in a buffer kept from record to record (writer thread only). */
+    buf_t *line = &g_audit.line;
+    if (audit_entry_format(e, c->seq + 1, c->prev, line) != 0) {
         log_crit(e->request_id, "audit: cannot encode an exchange record; dropped");
         return APPEND_BAD_ENTRY;
     }
 
-    if (needs_rotation(c, p, len) && (piece_flush(c, p) != 0 || chain_rotate(c) != 0)) {
-        free(line);
+    if (needs_rotation(c, p, line->len) && (piece_flush(c, p) != 0 || chain_rotate(c) != 0))
         return APPEND_DISK;
-    }
     if (p->text.len == 0)
         piece_begin(p, c);
 
-    buf_append(&p->text, line, len);
+    buf_append(&p->text, line->data, line->len);
     buf_appendc(&p->text, '\n');
     c->seq++;
-    audit_sha256_hex(line, len, c->prev);
-    free(line);
+    audit_sha256_hex(line->data, line->len, c->prev);
     return APPEND_OK;
 }
 
@@ -564,6 +569,7 @@ static void write_batch(audit_entry_t *list)
 
     piece_t p = {.text = BUF_INIT};
     piece_begin(&p, c);
+    today(g_audit.batch_day); /* once a batch: a batch spans 50 ms, not a day */
     int rc = g_audit.unrecorded > 0 ? append_gap(c, &p) : 0;
     while (list != NULL && rc == 0) {
         audit_entry_t *e = list;
@@ -587,23 +593,60 @@ static void write_batch(audit_entry_t *list)
 
 /* ---- the writer thread ----------------------------------------------------------------------- */
 
-/* Waits for entries or stop; when a write is not yet on disk, only until its fsync is due. */
+/* Seconds from now until `at` plus `after_ns` (negative when that time has passed). */
+static double until_s(const struct timespec *at, long after_ns)
+{
+    return (double)after_ns / 1e9 - elapsed_s(at);
+}
+
+static struct timespec deadline_in(double seconds)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    long ns = t.tv_nsec + (long)(seconds * 1e9);
+    t.tv_sec += ns / 1000000000L;
+    t.tv_nsec = ns % 1000000000L;
+    return t;
+}
+
+/* True when the queue is worth a batch now: the last batch is BATCH_INTERVAL_NS old, or the
+ * queue holds a full batch. */
+static bool batch_due(void)
+{
+    if (g_audit.head == NULL)
+        return false;
+    return g_audit.n >= BATCH_ENTRIES || g_audit.bytes >= PIECE_BYTES ||
+           until_s(&g_audit.batch_at, BATCH_INTERVAL_NS) <= 0;
+}
+
+/* Waits for a batch, stop, or an fsync that is due. Entries that arrive less than
+ * BATCH_INTERVAL_NS after the last batch wait for the next one: at a high rate the writer then
+ * wakes a few dozen times a second, not once per exchange, and every wake-up it saves is a
+ * context switch taken from a worker that shares its core. */
 static void wait_for_work(void)
 {
     chain_t *c = &g_audit.chain;
-    while (g_audit.head == NULL && !g_audit.stopping) {
-        if (!c->dirty) {
+    while (!g_audit.stopping && !batch_due()) {
+        double wait = -1; /* seconds; < 0: until signalled */
+        if (g_audit.head != NULL)
+            wait = until_s(&g_audit.batch_at, BATCH_INTERVAL_NS);
+        if (c->dirty) {
+            double sync = until_s(&c->synced, FSYNC_INTERVAL_NS);
+            if (sync <= 0)
+                return;
+            if (wait < 0 || sync < wait)
+                wait = sync;
+        }
+
+        /* Only an idle writer is signalled for a first entry (audit_submit). */
+        g_audit.idle = g_audit.head == NULL;
+        if (wait < 0) {
             pthread_cond_wait(&g_audit.cv, &g_audit.mu);
-            continue;
+        } else {
+            struct timespec due = deadline_in(wait);
+            pthread_cond_timedwait(&g_audit.cv, &g_audit.mu, &due);
         }
-        struct timespec due = c->synced;
-        due.tv_nsec += FSYNC_INTERVAL_NS;
-        if (due.tv_nsec >= 1000000000L) {
-            due.tv_sec++;
-            due.tv_nsec -= 1000000000L;
-        }
-        if (pthread_cond_timedwait(&g_audit.cv, &g_audit.mu, &due) == ETIMEDOUT)
-            return;
+        g_audit.idle = false;
     }
 }
 
@@ -614,6 +657,8 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&g_audit.mu);
         wait_for_work();
         audit_entry_t *list = g_audit.head;
+        if (list != NULL)
+            clock_gettime(CLOCK_MONOTONIC, &g_audit.batch_at);
         g_audit.head = g_audit.tail = NULL;
         g_audit.n = 0;
         g_audit.bytes = 0;
@@ -697,6 +742,7 @@ void audit_stop(void)
         close(g_audit.chain.lock_fd);
     free(g_audit.chain.dir);
     g_audit.chain.dir = NULL;
+    buf_free(&g_audit.line);
     pthread_cond_destroy(&g_audit.cv);
 }
 
@@ -716,8 +762,6 @@ void audit_submit(const telemetry_exchange_t *x)
         /* stopped meanwhile: not an exchange the trail promised to keep */
     } else if (g_audit.n < g_audit.queue_max &&
                g_audit.bytes + e->bytes <= (size_t)AUDIT_QUEUE_MAX_BYTES) {
-        if (g_audit.head == NULL)
-            pthread_cond_signal(&g_audit.cv); /* the writer sleeps only on an empty queue */
         if (g_audit.tail != NULL)
             g_audit.tail->next = e;
         else
@@ -726,6 +770,13 @@ void audit_submit(const telemetry_exchange_t *x)
         g_audit.n++;
         g_audit.bytes += e->bytes;
         queued = true;
+        /* A writer that is collecting a batch wakes by itself; it needs a signal only when it
+         * sleeps without a deadline, or when the batch is full. */
+        if (g_audit.idle || g_audit.n == BATCH_ENTRIES ||
+            (g_audit.bytes >= PIECE_BYTES && g_audit.bytes - e->bytes < PIECE_BYTES)) {
+            g_audit.idle = false;
+            pthread_cond_signal(&g_audit.cv);
+        }
     } else {
         g_audit.dropped++;
         refused = true;
