@@ -19,7 +19,7 @@
 
 #define REQLOG_DB_NAME "gatehouse.db"
 /* PRAGMA user_version of the newest schema this build knows (reqlog_store.c, migrations). */
-#define REQLOG_SCHEMA_VERSION 1
+#define REQLOG_SCHEMA_VERSION 2
 /* Bodies, tool arguments and results longer than this are cut, with a marker appended. */
 #define REQLOG_BODY_MAX (1024 * 1024)
 /* How long a writer or reader waits for a lock held by another connection, in ms. */

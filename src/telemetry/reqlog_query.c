@@ -416,6 +416,10 @@ static void build_where(where_t *w, const reqlog_filter_t *f, const char *patter
         add_text(w, " AND model = ?", f->model);
     if (f->status != 0)
         add_int(w, " AND status = ?", f->status);
+    /* requests_status holds only the rows whose status is not 200 (reqlog_store.c); the
+     * planner uses it when the query says so in these very words. */
+    if (f->status != 0 && f->status != 200)
+        buf_appends(&w->sql, " AND status <> 200");
     if (f->since_unix > 0)
         add_real(w, " AND ts >= ?", f->since_unix);
     if (f->until_unix > 0)

@@ -222,7 +222,7 @@ static void test_schema(void **state)
     start(f);
     reqlog_stop();
 
-    assert_int_equal(db_count(f, "PRAGMA user_version"), 1);
+    assert_int_equal(db_count(f, "PRAGMA user_version"), 2);
     assert_int_equal(db_count(f, "PRAGMA auto_vacuum"), 2); /* INCREMENTAL */
     assert_int_equal(db_count(f, "SELECT count(*) FROM pragma_journal_mode WHERE "
                                  "journal_mode = 'wal'"),
@@ -231,6 +231,13 @@ static void test_schema(void **state)
                                  "name IN ('requests_ts', 'requests_provider_model', "
                                  "'requests_status', 'requests_id', 'tool_calls_request_id')"),
                      5);
+    /* Version 2: no index of the rows with bodies, and the status index holds failures only. */
+    assert_int_equal(db_count(f, "SELECT count(*) FROM sqlite_master WHERE name = "
+                                 "'requests_ts_with_body'"),
+                     0);
+    assert_int_equal(db_count(f, "SELECT count(*) FROM sqlite_master WHERE name = "
+                                 "'requests_status' AND sql LIKE '%WHERE status <> 200'"),
+                     1);
 
     /* The log holds prompts: only the owner may read it. */
     struct stat sb;
@@ -749,6 +756,133 @@ static void test_retention_many(void **state)
     assert_int_equal(db_count(f, "PRAGMA freelist_count"), 0);
 }
 
+/* Bodies of more rows than one chunk are all cleared, and rows too young keep theirs. */
+static void test_content_retention_many(void **state)
+{
+    fixture_t *f = *state;
+    start(f);
+    for (int i = 0; i < 4500; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "b%d", i);
+        submit_bodies(id, f->now - 10 * DAY + i, "{\"q\": 1}", "{\"a\": 1}");
+    }
+    submit_bodies("young", f->now - DAY, "{\"q\": 2}", "{\"a\": 2}");
+    reqlog_run_retention(f->now);
+    assert_int_equal(db_count(f, "SELECT count(*) FROM requests"), 4501);
+    assert_int_equal(db_count(f, "SELECT count(*) FROM requests WHERE request_body IS NOT NULL"),
+                     1);
+    assert_int_equal(db_count(f, "SELECT count(*) FROM requests WHERE id = 'young' AND "
+                                 "response_body IS NOT NULL"),
+                     1);
+}
+
+/* Bodies are cleared in the order rows were written: a row that arrived after a younger one (a
+ * long request) keeps its bodies until the rows before it are old enough too; then it is not
+ * forgotten. */
+static void test_content_retention_in_write_order(void **state)
+{
+    fixture_t *f = *state;
+    start(f);
+    submit_bodies("first", f->now - 10 * DAY, "{\"n\": 1}", "{\"n\": 1}");
+    submit_bodies("younger", f->now - 6 * DAY, "{\"n\": 2}", "{\"n\": 2}");
+    submit_bodies("long", f->now - 9 * DAY, "{\"n\": 3}", "{\"n\": 3}");
+    reqlog_run_retention(f->now);
+    assert_int_equal(db_count(f, "SELECT count(*) FROM requests WHERE request_body IS NOT NULL"),
+                     2);
+
+    reqlog_run_retention(f->now + 2 * DAY);
+    assert_int_equal(db_count(f, "SELECT count(*) FROM requests WHERE request_body IS NOT NULL"),
+                     0);
+    assert_int_equal(db_count(f, "SELECT value FROM reqlog_state WHERE name = "
+                                 "'content_cleared_seq'"),
+                     3);
+}
+
+/* A status filter other than 200 reads the partial status index, not the whole log. */
+static void test_status_filter_uses_the_index(void **state)
+{
+    fixture_t *f = *state;
+    start(f);
+    telemetry_request_t r = request("failed", f->now);
+    r.status = 502;
+    reqlog_submit(&r, -1);
+    submit_bodies("fine", f->now + 1, NULL, NULL);
+    reqlog_flush();
+    assert_ids(&(reqlog_filter_t){.status = 502}, "failed");
+    assert_ids(&(reqlog_filter_t){.status = 200}, "fine");
+
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    /* the WHERE clause reqlog_query builds for status=502 */
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "EXPLAIN QUERY PLAN SELECT seq FROM requests WHERE 1 = 1"
+                                        " AND status = ? AND status <> 200"
+                                        " ORDER BY ts DESC, seq DESC LIMIT 51",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_bind_int(st, 1, 502), SQLITE_OK);
+    bool uses_index = false;
+    while (sqlite3_step(st) == SQLITE_ROW)
+        uses_index |= strstr((const char *)sqlite3_column_text(st, 3), "requests_status") != NULL;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_true(uses_index);
+}
+
+/* A file of schema version 1 (as the first release wrote it) is migrated at start: its rows
+ * stay, its body index goes, and retention clears its old bodies. */
+static void test_migrates_version_1(void **state)
+{
+    fixture_t *f = *state;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    const char *v1 =
+        "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL;"
+        "CREATE TABLE requests (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " id TEXT, ts REAL, caller TEXT, dialect TEXT, method TEXT, path TEXT,"
+        " provider TEXT, model TEXT, key_name TEXT,"
+        " fallback_index INTEGER, retries INTEGER, status INTEGER, stream INTEGER,"
+        " error_type TEXT, error_message TEXT,"
+        " latency_ms REAL, ttft_ms REAL, upstream_ms REAL, overhead_ms REAL,"
+        " tokens_in INTEGER, tokens_out INTEGER, tokens_cached INTEGER, cost_usd REAL,"
+        " request_body TEXT, response_body TEXT);"
+        "CREATE INDEX requests_ts ON requests(ts);"
+        "CREATE INDEX requests_provider_model ON requests(provider, model, ts);"
+        "CREATE INDEX requests_status ON requests(status, ts);"
+        "CREATE INDEX requests_id ON requests(id);"
+        "CREATE INDEX requests_ts_with_body ON requests(ts)"
+        " WHERE request_body IS NOT NULL OR response_body IS NOT NULL;"
+        "CREATE TABLE tool_calls (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " request_id TEXT, execution_id TEXT, source TEXT, mcp_client TEXT, tool TEXT,"
+        " ts REAL, duration_ms REAL, ok INTEGER, error TEXT, arguments TEXT, result TEXT);"
+        "CREATE INDEX tool_calls_request_id ON tool_calls(request_id);"
+        "CREATE INDEX tool_calls_ts ON tool_calls(ts);"
+        "CREATE INDEX tool_calls_ts_with_body ON tool_calls(ts)"
+        " WHERE arguments IS NOT NULL OR result IS NOT NULL;"
+        "PRAGMA user_version = 1;";
+    assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+    char insert[256];
+    snprintf(insert, sizeof(insert),
+             "INSERT INTO requests (id, ts, status, request_body, response_body) VALUES"
+             " ('old', %.3f, 200, 'q', 'a'), ('new', %.3f, 500, 'q', 'a')",
+             f->now - 10 * DAY, f->now);
+    assert_int_equal(sqlite3_exec(db, insert, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    start(f);
+    reqlog_run_retention(f->now);
+    assert_int_equal(db_count(f, "PRAGMA user_version"), 2);
+    assert_int_equal(db_count(f, "SELECT count(*) FROM sqlite_master WHERE name = "
+                                 "'requests_ts_with_body'"),
+                     0);
+    assert_int_equal(db_count(f, "SELECT count(*) FROM requests WHERE request_body IS NULL"), 1);
+    assert_ids(&(reqlog_filter_t){.status = 500}, "new");
+    json_t *row = get("old");
+    assert_true(json_is_null(json_object_get(row, "request_body")));
+    json_decref(row);
+}
+
 /* ---- failures -------------------------------------------------------------------------------- */
 
 static void test_queue_full(void **state)
@@ -981,6 +1115,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_content_retention_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_content_retention_in_write_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_filter_uses_the_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_error_drops_and_recovers, setup, teardown),
