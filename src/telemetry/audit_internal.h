@@ -37,11 +37,11 @@ typedef struct audit_entry {
     char *method;
     char *url;
     char **req_headers; /* "Name: value", NULL-terminated */
-    char *req_body;
+    char *req_body;     /* req_len bytes and a NUL after them (the bytes may hold NULs too) */
     size_t req_len;
     long status;
     char **resp_headers; /* "name: value", NULL-terminated */
-    char *resp_body;
+    char *resp_body;     /* resp_len bytes and a NUL after them */
     size_t resp_len;
     double started_unix; /* wall clock, seconds since the epoch */
     double first_byte_s;

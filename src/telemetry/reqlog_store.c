@@ -69,19 +69,13 @@ static const char *const migrations[REQLOG_SCHEMA_VERSION] = {
     " WHERE arguments IS NOT NULL OR result IS NOT NULL;",
 
     /* Version 2: every index costs the writer a B-tree insert per row, about 2% of a small
-     * request's CPU each on a busy core (bench/logging/README.md), so the request log keeps
-     * only the indexes that pay for themselves:
-     *   - requests_ts_with_body goes: body clearing walks the table in seq order from where
-     *     the last pass stopped (reqlog_state.content_cleared_seq), which touches each row once;
-     *   - requests_status holds only the rows whose status is not 200. Successful requests are
-     *     most of the log, and a status=200 page is read from requests_ts with few rows skipped;
-     *     the failures a status filter looks for are the rare rows an index is for
-     *     (reqlog_query.c adds the "status <> 200" the planner needs to use it). */
-    "DROP INDEX requests_ts_with_body;"
+     * request's CPU each on a busy core (bench/logging/README.md). requests_status now holds
+     * only the rows whose status is not 200: successful requests are most of the log, and a
+     * status=200 page is read from requests_ts with few rows skipped, while the failures a
+     * status filter looks for are the rare rows an index is for (reqlog_query.c adds the
+     * "status <> 200" the planner needs to use it). */
     "DROP INDEX requests_status;"
-    "CREATE INDEX requests_status ON requests(status, ts) WHERE status <> 200;"
-    "CREATE TABLE reqlog_state (name TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
-    "INSERT INTO reqlog_state VALUES ('content_cleared_seq', 0);",
+    "CREATE INDEX requests_status ON requests(status, ts) WHERE status <> 200;",
 };
 
 static const char insert_request_sql[] =
@@ -101,25 +95,14 @@ static const char *const retention_delete_sql[] = {
     "DELETE FROM tool_calls WHERE seq IN (SELECT seq FROM tool_calls WHERE ts < ?1 LIMIT ?2)",
 };
 
-static const char retention_clear_tools_sql[] =
+static const char *const retention_clear_sql[] = {
+    "UPDATE requests SET request_body = NULL, response_body = NULL WHERE seq IN"
+    " (SELECT seq FROM requests WHERE ts < ?1"
+    " AND (request_body IS NOT NULL OR response_body IS NOT NULL) LIMIT ?2)",
     "UPDATE tool_calls SET arguments = NULL, result = NULL WHERE seq IN"
     " (SELECT seq FROM tool_calls WHERE ts < ?1"
-    " AND (arguments IS NOT NULL OR result IS NOT NULL) LIMIT ?2)";
-
-/* Request bodies are cleared in seq order (the order rows were written), from the first row
- * after the last cleared one up to the first row that is not old enough yet: ?1 the cutoff,
- * ?2 the seq cleared up to, ?3 the chunk. A row written after a younger one (a request that
- * lasted longer) loses its bodies once the rows before it are old enough too, so at most its
- * own duration later. */
-static const char clear_upto_sql[] =
-    "SELECT seq, ts < ?1 FROM requests WHERE seq > ?2 ORDER BY seq LIMIT ?3";
-static const char clear_requests_sql[] =
-    "UPDATE requests SET request_body = NULL, response_body = NULL WHERE seq > ?1 AND seq <= ?2"
-    " AND (request_body IS NOT NULL OR response_body IS NOT NULL)";
-static const char cleared_get_sql[] =
-    "SELECT value FROM reqlog_state WHERE name = 'content_cleared_seq'";
-static const char cleared_set_sql[] =
-    "UPDATE reqlog_state SET value = ?1 WHERE name = 'content_cleared_seq'";
+    " AND (arguments IS NOT NULL OR result IS NOT NULL) LIMIT ?2)",
+};
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
@@ -538,84 +521,6 @@ static int run_chunk(reqlog_store_t *s, const char *sql, double cutoff, bool *fu
     return rc;
 }
 
-/* Runs a statement that answers at most one integer (or nothing: *out is left alone). */
-static int query_int(sqlite3 *db, const char *sql, long long bind1, bool bound, long long *out)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK && bound)
-        rc = sqlite3_bind_int64(st, 1, bind1);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW)
-            *out = sqlite3_column_int64(st, 0);
-        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/* The last seq of the chunk after `from` whose rows are all older than cutoff (from itself when
- * the first is not); *full is set when the whole chunk was old enough, so more may follow. */
-static int clear_bound(sqlite3 *db, double cutoff, long long from, long long *upto, bool *full)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, clear_upto_sql, -1, &st, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_double(st, 1, cutoff);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(st, 2, from);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int(st, 3, RETENTION_CHUNK);
-
-    int seen = 0;
-    *upto = from;
-    while (rc == SQLITE_OK) {
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW || sqlite3_column_int(st, 1) == 0)
-            break; /* the end, or a row not old enough: the pass stops here */
-        *upto = sqlite3_column_int64(st, 0);
-        seen++;
-        rc = SQLITE_OK;
-    }
-    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
-    *full = rc == SQLITE_OK && seen == RETENTION_CHUNK;
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/* One chunk of request bodies, in seq order from where the last chunk stopped. */
-static int clear_request_bodies(reqlog_store_t *s, double cutoff, bool *more, char *err,
-                                size_t err_cap)
-{
-    long long from = 0;
-    long long upto = 0;
-    bool full = false;
-    int rc = query_int(s->db, cleared_get_sql, 0, false, &from);
-    if (rc == SQLITE_OK)
-        rc = clear_bound(s->db, cutoff, from, &upto, &full);
-    if (rc == SQLITE_OK && upto > from) {
-        sqlite3_stmt *st = NULL;
-        rc = sqlite3_prepare_v2(s->db, clear_requests_sql, -1, &st, NULL);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_bind_int64(st, 1, from);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_bind_int64(st, 2, upto);
-        if (rc == SQLITE_OK) {
-            rc = sqlite3_step(st);
-            rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-        }
-        sqlite3_finalize(st);
-        if (rc == SQLITE_OK)
-            rc = query_int(s->db, cleared_set_sql, upto, true, &from);
-    }
-    if (rc != SQLITE_OK)
-        set_err(err, err_cap, sqlite3_errmsg(s->db));
-    if (full)
-        *more = true;
-    return rc;
-}
-
 int reqlog_store_retention_step(reqlog_store_t *s, double now_unix, int keep_days, int content_days,
                                 bool *more, char *err, size_t err_cap)
 {
@@ -626,10 +531,8 @@ int reqlog_store_retention_step(reqlog_store_t *s, double now_unix, int keep_day
 
     for (size_t i = 0; rc == SQLITE_OK && i < 2; i++)
         rc = run_chunk(s, retention_delete_sql[i], keep_cutoff, more, err, err_cap);
-    if (rc == SQLITE_OK)
-        rc = clear_request_bodies(s, content_cutoff, more, err, err_cap);
-    if (rc == SQLITE_OK)
-        rc = run_chunk(s, retention_clear_tools_sql, content_cutoff, more, err, err_cap);
+    for (size_t i = 0; rc == SQLITE_OK && i < 2; i++)
+        rc = run_chunk(s, retention_clear_sql[i], content_cutoff, more, err, err_cap);
     return rc;
 }
 

@@ -231,10 +231,7 @@ static void test_schema(void **state)
                                  "name IN ('requests_ts', 'requests_provider_model', "
                                  "'requests_status', 'requests_id', 'tool_calls_request_id')"),
                      5);
-    /* Version 2: no index of the rows with bodies, and the status index holds failures only. */
-    assert_int_equal(db_count(f, "SELECT count(*) FROM sqlite_master WHERE name = "
-                                 "'requests_ts_with_body'"),
-                     0);
+    /* Version 2: the status index holds failures only. */
     assert_int_equal(db_count(f, "SELECT count(*) FROM sqlite_master WHERE name = "
                                  "'requests_status' AND sql LIKE '%WHERE status <> 200'"),
                      1);
@@ -776,28 +773,6 @@ static void test_content_retention_many(void **state)
                      1);
 }
 
-/* Bodies are cleared in the order rows were written: a row that arrived after a younger one (a
- * long request) keeps its bodies until the rows before it are old enough too; then it is not
- * forgotten. */
-static void test_content_retention_in_write_order(void **state)
-{
-    fixture_t *f = *state;
-    start(f);
-    submit_bodies("first", f->now - 10 * DAY, "{\"n\": 1}", "{\"n\": 1}");
-    submit_bodies("younger", f->now - 6 * DAY, "{\"n\": 2}", "{\"n\": 2}");
-    submit_bodies("long", f->now - 9 * DAY, "{\"n\": 3}", "{\"n\": 3}");
-    reqlog_run_retention(f->now);
-    assert_int_equal(db_count(f, "SELECT count(*) FROM requests WHERE request_body IS NOT NULL"),
-                     2);
-
-    reqlog_run_retention(f->now + 2 * DAY);
-    assert_int_equal(db_count(f, "SELECT count(*) FROM requests WHERE request_body IS NOT NULL"),
-                     0);
-    assert_int_equal(db_count(f, "SELECT value FROM reqlog_state WHERE name = "
-                                 "'content_cleared_seq'"),
-                     3);
-}
-
 /* A status filter other than 200 reads the partial status index, not the whole log. */
 static void test_status_filter_uses_the_index(void **state)
 {
@@ -831,7 +806,7 @@ static void test_status_filter_uses_the_index(void **state)
 }
 
 /* A file of schema version 1 (as the first release wrote it) is migrated at start: its rows
- * stay, its body index goes, and retention clears its old bodies. */
+ * stay, its status index becomes partial, and retention clears its old bodies. */
 static void test_migrates_version_1(void **state)
 {
     fixture_t *f = *state;
@@ -874,8 +849,8 @@ static void test_migrates_version_1(void **state)
     reqlog_run_retention(f->now);
     assert_int_equal(db_count(f, "PRAGMA user_version"), 2);
     assert_int_equal(db_count(f, "SELECT count(*) FROM sqlite_master WHERE name = "
-                                 "'requests_ts_with_body'"),
-                     0);
+                                 "'requests_status' AND sql LIKE '%WHERE status <> 200'"),
+                     1);
     assert_int_equal(db_count(f, "SELECT count(*) FROM requests WHERE request_body IS NULL"), 1);
     assert_ids(&(reqlog_filter_t){.status = 500}, "new");
     json_t *row = get("old");
@@ -1116,7 +1091,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_retention_many, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_content_retention_in_write_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_filter_uses_the_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
