@@ -6,7 +6,7 @@
 // What is checked: the meta-tools replace the code-mode clients' tools in chat requests (the
 // classic client keeps its tool); a full session - listToolFiles, readToolFile, getToolDocs,
 // then a script that chains five tools of three servers and filters their output - runs in
-// agent mode, and every answer reaches the model; scripts that call a tool outside
+// agent mode, and every answer reaches the model, in JSON and streamed; scripts that call a tool outside
 // tools_to_auto_execute, or call tools in a way that cannot be read before they run, go back
 // to the client, which runs them through /v1/mcp/tool/execute; a syntax error is answered by
 // gatehouse; /mcp serves the meta-tools to the MCP SDK client; the filter headers narrow what
@@ -25,7 +25,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
-import { REPO_ROOT, startGateway, startReplay, provider, checkShutdown, sleep } from './harness.mjs';
+import { REPO_ROOT, startGateway, startReplay, provider, checkShutdown, collectStream } from './harness.mjs';
 import { fixture } from './recorded.mjs';
 import { adminToken, waitForRow, until } from './telemetry_util.mjs';
 
@@ -138,7 +138,7 @@ before(async () => {
     sdk.memory = await probe([MEMORY], { MEMORY_FILE_PATH: path.join(tmp, 'probe-memory.jsonl') });
 
     replay = await startReplay({ port: 0 });
-    for (const name of ['session', 'client_exec', 'syntax_fix']) url[name] = replay.fixtureUrl('codemode', name);
+    for (const name of ['session', 'client_exec', 'syntax_fix', 'stream_session']) url[name] = replay.fixtureUrl('codemode', name);
     url.mock = replay.mockUrl('openai', 'codemode-inject');
     gw = await startGateway({
         replay,
@@ -350,6 +350,37 @@ test('agent mode: a syntax error is answered by gatehouse, with its line, and th
     assert.equal(good.status, 'ok', good.text);
     const echo = await sdk.everything.client.callTool({ name: 'echo', arguments: { message: 'hi' } });
     assert.equal(good.result, echo.content[0].text);
+});
+
+test('agent mode, streamed: the tree and a script in one turn, run by gatehouse, then the answer', async () => {
+    const got = await collectStream(await gw.client().chat.completions.create(
+        ask('stream_session', 'stream it', { stream: true, stream_options: { include_usage: true } })));
+    assert.equal(got.error, null, String(got.error));
+    const turns = fixture('codemode', 'stream_session').interactions.map((it) =>
+        it.response.body.text.split('\n\n').filter((e) => e.startsWith('data: {'))
+            .map((e) => JSON.parse(e.slice(6))));
+    const text = (chunks) => chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+    const usage = (chunks) => chunks.find((c) => c.usage).usage;
+    assert.equal(got.content, text(turns[0]) + text(turns[1]));
+    assert.deepEqual(got.toolCalls, [], 'gatehouse ran both calls: no tool call deltas');
+    assert.equal(got.finishReason, 'stop');
+
+    const events = got.chunks.filter((c) => c.gatehouse_agent).map((c) => c.gatehouse_agent);
+    assert.deepEqual(events.map((e) => e.type), ['tool_calls', 'tool_results', 'done']);
+    assert.deepEqual(events[0].executing, ['call_slist', 'call_sexec']);
+    const [list, exec] = events[1].messages;
+    assert.equal(list.tool_call_id, 'call_slist');
+    assert.match(list.content, /^servers\/\n {2}everything\.pyi/);
+    const out = outcome(exec.content);
+    assert.equal(out.status, 'ok', out.text);
+    const echo = await sdk.everything.client.callTool({ name: 'echo', arguments: { message: 'streamed' } });
+    const sum = await sdk.everything.client.callTool({ name: 'get-sum', arguments: { a: 20, b: 22 } });
+    assert.deepEqual(out.result, { said: echo.content[0].text, total: sum.content[0].text });
+    assert.equal(out.output, `${echo.content[0].text}\n`);
+    assert.deepEqual(received('stream_session')[1].messages.filter((m) => m.role === 'tool'), events[1].messages);
+    assert.equal(got.usageChunks.length, 1);
+    assert.equal(got.usageChunks[0].usage.prompt_tokens,
+        usage(turns[0]).prompt_tokens + usage(turns[1]).prompt_tokens);
 });
 
 // ---- the execute endpoint and /mcp -----------------------------------------------------------
