@@ -445,3 +445,43 @@ test('/mcp serves the meta-tools in place of the code-mode tools, to the MCP SDK
     const narrowed = await connectMcp({ 'x-gatehouse-mcp-include-clients': 'plain' });
     assert.deepEqual((await narrowed.listTools()).tools.map((t) => t.name), ['plain-echo']);
 });
+
+test('binding level "tool": one stub per tool, named by its Python name, the same text as the golden file', async () => {
+    const g = await startGateway({
+        replay,
+        providers: [provider('mock', { family: 'openai', baseUrl: url.mock, maxRetries: 0 })],
+        env: { MEMORY_FILE_PATH: path.join(tmp, 'tool-level-memory.jsonl') },
+        sections: {
+            mcp: {
+                client_configs: [{
+                    name: 'memory',
+                    connection_type: 'stdio',
+                    stdio_config: { command: process.execPath, args: [MEMORY], envs: ['MEMORY_FILE_PATH'] },
+                    tools_to_execute: ['*'],
+                    is_code_mode_client: true,
+                }],
+                tool_manager_config: { code_mode_binding_level: 'tool' },
+            },
+        },
+    });
+    try {
+        const call = (name, args) => g.post('/v1/mcp/tool/execute',
+            { id: 't', type: 'function', function: { name, arguments: JSON.stringify(args) } });
+        const tree = await until(async () => {
+            const r = await call('listToolFiles', {});
+            return r.status === 200 && r.json.content.startsWith('servers/') ? r.json.content : null;
+        }, 30000, 100);
+        assert.ok(tree, 'memory never connected');
+        const names = sdk.memory.tools.map((t) => t.name).sort();
+        assert.equal(tree.split('\n').slice(0, names.length + 2).join('\n'),
+            ['servers/', '  memory/', ...names.map((n) => `    ${n}.pyi`)].join('\n'));
+
+        const stub = fs.readFileSync(path.join(GOLDEN, 'tool', 'memory', 'read_graph.pyi'), 'utf8');
+        const r = await call('readToolFile', { fileName: 'servers/memory/read_graph.pyi' });
+        assert.equal(r.json.content, `# servers/memory/read_graph.pyi: ${stub.split('\n').length - 1} lines\n${stub}`);
+        const whole = await call('readToolFile', { fileName: 'servers/memory.pyi' });
+        assert.equal(whole.headers.get('x-gatehouse-tool-error'), 'true', 'no server file at this level');
+    } finally {
+        await checkShutdown(g);
+    }
+});
