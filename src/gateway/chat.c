@@ -426,9 +426,18 @@ static int write_chunk(chat_t *c, const json_t *chunk)
     return 0;
 }
 
+/* True when an upstream event's text can go out as one SSE data line: a multi-line event
+ * would come out as several data lines, which a client joins with newlines. */
+static bool one_line(const char *text, size_t len)
+{
+    return memchr(text, '\n', len) == NULL && memchr(text, '\r', len) == NULL;
+}
+
 /* One canonical chunk from the adapter. The upstream is always asked for usage (the gateway
- * needs it); the client gets it only when it asked with stream_options.include_usage. */
-static int on_chunk(void *arg, json_t *chunk)
+ * needs it); the client gets it only when it asked with stream_options.include_usage. A chunk
+ * that goes out unchanged goes out as the upstream's own text (raw), when the adapter gave it:
+ * serializing the chunk again would cost about as much as parsing it did. */
+static int on_chunk(void *arg, json_t *chunk, const char *raw, size_t raw_len)
 {
     chat_t *c = arg;
     json_t *usage = json_object_get(chunk, "usage");
@@ -436,6 +445,7 @@ static int on_chunk(void *arg, json_t *chunk)
     if (json_is_object(usage))
         note_usage(c, usage);
     if (c->agent != NULL) {
+        raw = NULL; /* the agent keeps and rebuilds what it is shown */
         if (!agent_stream_chunk(c->agent, chunk))
             return 0; /* held until the turn ends */
     } else if (json_is_object(usage)) {
@@ -443,11 +453,19 @@ static int on_chunk(void *arg, json_t *chunk)
             if (json_array_size(json_object_get(chunk, "choices")) == 0)
                 return 0;
             json_object_del(chunk, "usage");
+            raw = NULL;
         }
     } else if (usage != NULL && !c->req.include_usage) {
         json_object_del(chunk, "usage");
+        raw = NULL;
     }
     c->turn_sent = true;
+    if (raw != NULL && one_line(raw, raw_len)) {
+        if (!c->client_streaming)
+            client_stream_begin(c);
+        write_sse_data(c, raw, raw_len);
+        return 0;
+    }
     return write_chunk(c, chunk);
 }
 
@@ -525,6 +543,15 @@ static void answer_json(chat_t *c, json_t *resp, agent_plan_t plan)
     add_agent_headers(c, plan);
     chat_end(c, 200, "application/json", text, strlen(text));
     free(text);
+}
+
+/* Sends the upstream's JSON body as the answer: the adapter returned it unchanged and nothing
+ * here changes it (no agent), so serializing resp (consumed) again would only cost time. */
+static void answer_body(chat_t *c, json_t *resp)
+{
+    json_decref(resp);
+    add_route_headers(c);
+    chat_end(c, 200, "application/json", c->body.data, c->body.len);
 }
 
 /* Writes a chunk made for the client (consumed). */
@@ -732,6 +759,8 @@ static void finish_json(chat_t *c)
     note_usage(c, json_object_get(resp, "usage"));
     if (c->agent != NULL)
         agent_turn_end(c, agent_response_message(resp), resp);
+    else if (c->ops->response_is_body)
+        answer_body(c, resp);
     else
         answer_json(c, resp, AGENT_FINAL);
 }

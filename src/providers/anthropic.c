@@ -226,6 +226,7 @@ static void anthropic_parse_error(long status, const char *body, size_t len, pro
 
 const provider_ops_t provider_anthropic_ops = {
     .family_name = "anthropic",
+    .response_is_body = false, /* the answer is translated */
     .build_request = provider_anthropic_build_request,
     .parse_response = provider_anthropic_parse_response,
     .parse_error = anthropic_parse_error,

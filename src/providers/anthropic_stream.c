@@ -104,7 +104,7 @@ static json_t *chunk_new(const provider_stream_t *s, json_t *choices)
 
 static int emit_chunk(provider_stream_t *s, json_t *chunk)
 {
-    int rc = s->emit(s->arg, chunk);
+    int rc = s->emit(s->arg, chunk, NULL, 0); /* built here: no upstream text to relay */
     json_decref(chunk);
     return rc;
 }

@@ -707,8 +707,10 @@ static bool openai_is_done(const char *data, size_t len)
     return len == 6 && memcmp(data, "[DONE]", 6) == 0;
 }
 
-/* One parsed chunk: check it, fix usage, emit it. */
-static int openai_stream_chunk(openai_stream_t *s, json_t *chunk, provider_error_t *err)
+/* One parsed chunk: check it, fix usage, emit it, with the event's text when it is unchanged
+ * (data, len). */
+static int openai_stream_chunk(openai_stream_t *s, json_t *chunk, const char *data, size_t len,
+                               provider_error_t *err)
 {
     if (!json_is_object(chunk)) {
         provider_error_set(err, openai_type_upstream, "upstream stream chunk is not an object");
@@ -725,11 +727,14 @@ static int openai_stream_chunk(openai_stream_t *s, json_t *chunk, provider_error
 
     if (json_object_get(chunk, "usage") == NULL || json_is_null(json_object_get(chunk, "usage"))) {
         json_t *groq_usage = json_object_get(json_object_get(chunk, "x_groq"), "usage");
-        if (json_is_object(groq_usage))
+        if (json_is_object(groq_usage)) {
             json_object_set(chunk, "usage", groq_usage);
+            data = NULL; /* the text no longer says what the chunk says */
+            len = 0;
+        }
     }
 
-    return s->emit(s->arg, chunk);
+    return s->emit(s->arg, chunk, data, len);
 }
 
 static int openai_stream_event(provider_stream_t *ps, const char *event, size_t event_len,
@@ -757,7 +762,8 @@ static int openai_stream_event(provider_stream_t *ps, const char *event, size_t 
         return -1;
     }
 
-    int rc = is_error_event ? openai_stream_error(chunk, err) : openai_stream_chunk(s, chunk, err);
+    int rc = is_error_event ? openai_stream_error(chunk, err)
+                            : openai_stream_chunk(s, chunk, data, data_len, err);
     json_decref(chunk);
     return rc;
 }
@@ -793,6 +799,7 @@ static int openai_stream_finish(provider_stream_t *ps, provider_error_t *err)
 
 const provider_ops_t provider_openai_ops = {
     .family_name = "openai",
+    .response_is_body = true, /* openai_parse_response returns the body's JSON as it is */
     .build_request = openai_build_request,
     .parse_response = openai_parse_response,
     .parse_error = openai_parse_error,

@@ -60,14 +60,20 @@ typedef struct provider_error {
 void provider_error_set(provider_error_t *err, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Receives one canonical chunk (borrowed; copy or serialize it before returning). Return 0 to
- * go on, non-zero to stop the stream. */
-typedef int (*provider_emit_fn)(void *arg, json_t *chunk);
+/* Receives one canonical chunk (borrowed; copy or serialize it before returning). raw, when not
+ * NULL, is the upstream event's own JSON text (raw_len bytes) that chunk was parsed from, left
+ * unchanged: a gateway that does not change chunk either may send raw instead of serializing
+ * chunk again, which costs about as much as parsing it. NULL when the adapter built the chunk
+ * or changed it. Return 0 to go on, non-zero to stop the stream. */
+typedef int (*provider_emit_fn)(void *arg, json_t *chunk, const char *raw, size_t raw_len);
 
 typedef struct provider_stream provider_stream_t;
 
 typedef struct provider_ops {
     const char *family_name; /* "openai", "anthropic" */
+    /* True when parse_response returns the upstream body's own JSON, unchanged: a gateway that
+     * does not change the answer either may send the body as it came. */
+    bool response_is_body;
 
     /* Canonical request -> upstream HTTP request. Returns 0, or -1 with err filled (a request
      * the provider cannot express, e.g. an unsupported content part). */

@@ -413,9 +413,11 @@ typedef struct run {
     provider_error_t err;
 } run_t;
 
-static int collect_chunk(void *arg, json_t *chunk)
+static int collect_chunk(void *arg, json_t *chunk, const char *raw, size_t raw_len)
 {
     run_t *r = arg;
+    assert_null(raw); /* every chunk is a translation: there is no upstream text to relay */
+    assert_int_equal(raw_len, 0);
     json_array_append_new(r->chunks, json_deep_copy(chunk));
     return r->emit_stop && json_array_size(r->chunks) == r->emit_stop ? 9 : 0;
 }

@@ -242,19 +242,28 @@ static json_t *acc_completion(const json_t *completion)
 
 typedef struct run {
     provider_stream_t *stream;
-    json_t *acc;      /* accumulated emitted chunks */
-    size_t chunks;    /* chunks emitted */
-    int last_rc;      /* last stream_event result */
-    int finish_rc;    /* stream_finish result, or 99 when not called */
-    bool sse_clean;   /* sse_parser_finish verdict */
-    int stop_emit_at; /* emit returns 5 on this chunk (1-based); 0 = never */
+    json_t *acc;       /* accumulated emitted chunks */
+    size_t chunks;     /* chunks emitted */
+    size_t raw_chunks; /* of which with the upstream's own text, to relay as it is */
+    int last_rc;       /* last stream_event result */
+    int finish_rc;     /* stream_finish result, or 99 when not called */
+    bool sse_clean;    /* sse_parser_finish verdict */
+    int stop_emit_at;  /* emit returns 5 on this chunk (1-based); 0 = never */
     provider_error_t err;
 } run_t;
 
-static int run_emit(void *arg, json_t *chunk)
+static int run_emit(void *arg, json_t *chunk, const char *raw, size_t raw_len)
 {
     run_t *r = arg;
     assert_non_null(chunk);
+    r->raw_chunks += raw != NULL;
+    /* The text handed along must say exactly what the chunk says. */
+    if (raw != NULL) {
+        json_t *parsed = json_loadb(raw, raw_len, 0, NULL);
+        assert_non_null(parsed);
+        assert_true(json_equal(parsed, chunk));
+        json_decref(parsed);
+    }
     acc_chunk(r->acc, chunk, false);
     r->chunks++;
     return (r->stop_emit_at > 0 && (size_t)r->stop_emit_at == r->chunks) ? 5 : 0;
@@ -811,6 +820,9 @@ static void test_stream_groq_usage_and_emit_stop(void **state)
                  "\"total_tokens\":5}}}\n\ndata: [DONE]\n\n");
     json_t *usage = json_object_get(r.acc, "usage");
     assert_int_equal(json_integer_value(json_object_get(usage, "total_tokens")), 5);
+    /* The usage was added to the chunk: its text is no longer the chunk and is not passed on. */
+    assert_int_equal(r.chunks, 1);
+    assert_int_equal(r.raw_chunks, 0);
     run_free(&r);
 
     /* emit's non-zero value stops the stream and comes back from stream_event. */
@@ -818,6 +830,7 @@ static void test_stream_groq_usage_and_emit_stop(void **state)
     char *body = read_fixture("stream_tool_calls.sse", &len);
     run_stream(&r, body, len, 0, 3);
     assert_int_equal(r.chunks, 3);
+    assert_int_equal(r.raw_chunks, 3); /* unchanged chunks come with their text */
     assert_int_equal(r.last_rc, 5);
     assert_int_equal(r.finish_rc, 99);
     run_free(&r);
