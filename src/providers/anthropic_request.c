@@ -71,6 +71,13 @@ static int fail(provider_error_t *err, const char *fmt, ...)
     return -1;
 }
 
+/* json_dump_callback's sink: appends to a buf_t. */
+static int dump_to_buf(const char *data, size_t size, void *arg)
+{
+    buf_append(arg, data, size);
+    return 0;
+}
+
 static json_t *text_block(const char *text)
 {
     json_t *b = json_object();
@@ -940,14 +947,13 @@ int provider_anthropic_build_request(const provider_target_t *t, const json_t *c
     if (body == NULL)
         return -1;
 
-    char *text = json_dumps(body, JSON_COMPACT);
+    /* Straight into the body buffer: json_dumps would build the text, copy it and free it. */
+    int rc = json_dump_callback(body, dump_to_buf, &out->body, JSON_COMPACT);
     json_decref(body);
-    if (text == NULL)
+    if (rc != 0)
         return fail(err, "the request could not be serialized");
 
     out->url = messages_url(t);
     add_headers(t, out);
-    buf_appends(&out->body, text);
-    free(text);
     return 0;
 }
