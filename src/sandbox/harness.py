@@ -389,6 +389,8 @@ class _Analysis(ast.NodeVisitor):
         f = node.func
         if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and \
                 f.value.id in self.servers and isinstance(f.value.ctx, ast.Load):
+            if f.attr.startswith("__"):
+                self.dynamic = True
             pair = [f.value.id, f.attr]
             if pair not in self.calls:
                 self.calls.append(pair)

@@ -199,7 +199,8 @@ static int take_frame_fd(zygote_t *z)
 static void handle_frame(zygote_t *z, const char *text, size_t len, int fd)
 {
     json_error_t err;
-    json_t *msg = json_loadb(text, len, 0, &err);
+    /* A script may hold U+0000; the child reports it as a syntax error. */
+    json_t *msg = json_loadb(text, len, JSON_ALLOW_NUL, &err);
     const char *op = json_string_value(json_object_get(msg, "op"));
     if (op != NULL && strcmp(op, "run") == 0) {
         handle_run(z, msg, text, len, fd);

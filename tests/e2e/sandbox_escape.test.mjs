@@ -297,6 +297,24 @@ describe('sandbox escape suite', () => {
         assert.match(r.exited.error, /no execution socket/);
     });
 
+    test('a script holding U+0000 is a syntax error, not a lost run', async () => {
+        const r = await d.run({ code: 'x = 1\u0000' });
+        assert.equal(r.frame.status, 'syntax');
+        assert.match(r.frame.error.message, /null bytes/);
+    });
+
+    test('a script that sends its own frames only confuses its own execution', async () => {
+        const r = await d.run({
+            code: lines(OS + "gh = os.sys.modules['_gatehouse']",
+                "gh.send('{\"type\":\"done\",\"status\":\"ok\",\"forged\":true}')",
+                'gh.send(\'{"op":"kill","id":1}\')', "result = 'after'"),
+        });
+        assert.equal(r.exited.code, 0);
+        // The driver keeps the last frame: the real done, after the forged ones.
+        assert.equal(r.frame.status, 'ok');
+        assert.equal(r.frame.result, 'after');
+    });
+
     test('after every case the zygote still runs a benign script', async () => {
         assertBenign(await d.run(BENIGN));
     });
@@ -344,7 +362,8 @@ describe('sandbox analysis mode', () => {
     });
 
     test('aliasing, getattr and dunder access are dynamic', async () => {
-        for (const code of ['s = t\ns.echo()', "getattr(t, 'echo')()", "globals()['t'].echo()", 'f(t)', "().__class__"]) {
+        for (const code of ['s = t\ns.echo()', "getattr(t, 'echo')()", "globals()['t'].echo()", 'f(t)',
+            '().__class__', 't.__class__()', 'def g(t):\n    pass', 'x = t.echo']) {
             const a = await analyze(code);
             assert.equal(a.dynamic, true, code);
         }

@@ -152,7 +152,7 @@ static job_t *find_job(json_int_t id)
 static void on_exec_frame(job_t *j, const char *body, size_t len)
 {
     json_error_t err;
-    json_t *msg = json_loadb(body, len, 0, &err);
+    json_t *msg = json_loadb(body, len, JSON_ALLOW_NUL, &err);
     const char *type = json_string_value(json_object_get(msg, "type"));
     if (type != NULL && strcmp(type, "call") == 0) {
         json_array_append(j->calls, msg);
@@ -272,7 +272,7 @@ static void start_job(json_t *in)
 static void on_control_frame(const char *body, size_t len)
 {
     json_error_t err;
-    json_t *msg = json_loadb(body, len, 0, &err);
+    json_t *msg = json_loadb(body, len, JSON_ALLOW_NUL, &err);
     const char *op = json_string_value(json_object_get(msg, "op"));
     if (op == NULL) {
         fprintf(stderr, "sandbox-driver: control frame without op: %.200s\n", body);
@@ -329,7 +329,7 @@ static int read_stdin(void)
     while ((nl = memchr(in_buf, '\n', in_len)) != NULL) {
         *nl = '\0';
         json_error_t err;
-        json_t *job = json_loads(in_buf, 0, &err);
+        json_t *job = json_loads(in_buf, JSON_ALLOW_NUL, &err);
         if (job != NULL)
             start_job(job);
         else if (nl != in_buf)
