@@ -452,8 +452,8 @@ static void end_execution(codemode_exec_t *e)
     if (e->analyze && e->reply != NULL)
         e->status = json_is_true(json_object_get(e->reply, "syntax_ok")) ? "ok" : "syntax";
     build_outcome(e);
-    if (!e->analyze)
-        metrics_code_mode(e->o.status, e->o.duration_s);
+    if (!e->analyze) /* a script whose request went away is no failure of the script's */
+        metrics_code_mode(is_cancelled(e) ? "cancelled" : e->o.status, e->o.duration_s);
     log_end(e);
 
     if (is_cancelled(e))
