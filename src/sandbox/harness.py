@@ -178,6 +178,7 @@ def _dumps(obj):
 # ---- tool calls ------------------------------------------------------------------------------
 
 _seq = 0
+_call_cap = 1 << 24  # set from the run's limits by child_main
 
 
 def _call_tool(server, tool, kwargs):
@@ -188,8 +189,12 @@ def _call_tool(server, tool, kwargs):
         raise TypeError("arguments of %s.%s() cannot be sent as JSON: %s" % (server, tool, e))
     _seq += 1
     seq = _seq
-    _gatehouse.send(_dumps({"type": "call", "seq": seq, "server": server, "tool": tool,
-                            "args": args}))
+    text = _dumps({"type": "call", "seq": seq, "server": server, "tool": tool, "args": args})
+    size = len(text.encode("utf-8"))
+    if size > _call_cap:
+        raise ValueError("arguments of %s.%s() are too large to send (%d bytes of JSON, at most %d)"
+                         % (server, tool, size, _call_cap))
+    _gatehouse.send(text)
     reply = json.loads(_gatehouse.recv())
     if not isinstance(reply, dict) or reply.get("type") != "return" or reply.get("seq") != seq:
         raise _gatehouse.ProtocolError("unexpected answer to tool call %d" % seq)
@@ -454,23 +459,37 @@ def _servers(msg):
     return servers
 
 
+def _frame_cap(limits):
+    """The largest frame the child sends: what the gateway accepts from it (its output, three
+    times over for JSON escaping, and 64 KiB for the rest), never over the wire's 16 MiB."""
+    return min(_gatehouse.FRAME_MAX, 3 * limits["output_bytes"] + 65536)
+
+
 def _frame_text(frame, limits):
-    """The frame as JSON, within the frame size limit: an oversized result is dropped first,
-    then the output is cut."""
+    """The frame as JSON, within _frame_cap: a result too large even without the output is
+    dropped (status "limit", ResultTooLarge), then the output is cut (output_truncated)."""
+    cap = _frame_cap(limits)
     text = _dumps(frame)
-    if len(text.encode("utf-8")) <= _gatehouse.FRAME_MAX:
+    size = len(text.encode("utf-8"))
+    if size <= cap or frame.get("type") != "done":
         return text
-    if frame.get("type") == "done":
+    without_output = len(_dumps(dict(frame, output="")).encode("utf-8"))
+    if frame.get("result") is not None and without_output > cap:
         frame["result"] = None
         frame["status"] = "limit"
-        frame["error"] = {"type": "ResultTooLarge", "message": "result is too large to return",
+        frame["error"] = {"type": "ResultTooLarge",
+                          "message": "result is too large to return (%d bytes of JSON, at most %d)"
+                          % (size, cap),
                           "line": 0, "hint": "return less data in result; print a summary"}
         text = _dumps(frame)
-        if len(text.encode("utf-8")) <= _gatehouse.FRAME_MAX:
-            return text
-        frame["output"] = frame["output"][: _gatehouse.FRAME_MAX // 8]
+        size = len(text.encode("utf-8"))
+    output = frame["output"]
+    while size > cap and output:
+        output = output[: max(0, len(output) * cap // size - 1024)]
+        frame["output"] = output
         frame["output_truncated"] = True
-        return _dumps(frame)
+        text = _dumps(frame)
+        size = len(text.encode("utf-8"))
     return text
 
 
@@ -480,6 +499,8 @@ def child_main(run_text):
     msg = json.loads(run_text)
     servers = _servers(msg)
     limits = _limits(msg)
+    global _call_cap
+    _call_cap = _frame_cap(limits)
     if msg.get("mode") == "analyze":
         frame = _analyze(msg, servers)
     else:

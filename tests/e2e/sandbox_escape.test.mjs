@@ -201,6 +201,24 @@ const CASES = [
         assert.equal(r.frame.error.type, 'ResultTooLarge');
         assert.equal(r.frame.result, null);
     }],
+    ['a result over what the gateway accepts', { code: "result = 'x' * 300000" }, (r) => {
+        // 3 x output_bytes + 64 KiB = 262144 bytes for the test's limits
+        assert.equal(r.frame.status, 'limit');
+        assert.equal(r.frame.error.type, 'ResultTooLarge');
+        assert.match(r.frame.error.message, /at most 262144/);
+    }],
+    ['output that JSON escapes six-fold is cut to fit', { code: "print('\\x01' * 60000)\nresult = 1" }, (r) => {
+        assert.equal(r.frame.status, 'ok');
+        assert.equal(r.frame.result, 1);
+        assert.equal(r.frame.output_truncated, true);
+        assert.ok(r.frame.output.length > 30000 && r.frame.output.length < 60001, `${r.frame.output.length}`);
+    }],
+    ['tool arguments over what the gateway accepts', { code: "t.echo(blob='x' * 300000)" }, (r) => {
+        assert.equal(r.frame.status, 'runtime');
+        assert.equal(r.frame.error.type, 'ValueError');
+        assert.match(r.frame.error.message, /too large to send/);
+        assert.deepEqual(r.calls, []);
+    }],
     ['gc.get_objects to the real builtins', {
         code: lines(
             OS + "gc = os.sys.modules['gc']",
