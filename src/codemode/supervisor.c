@@ -14,6 +14,10 @@
  *   BACKOFF   it died, broke the protocol or never got ready; a timer spawns the next one
  *   STOPPED   before start and after stop
  *
+ * A helper that stays alive but stops answering counts as a failure too: every run frame must be
+ * acknowledged by "started" (or "exited", when the helper could not fork) within ACK_TIMEOUT_MS,
+ * which a working helper does within milliseconds whatever the script does.
+ *
  * Any failure goes through sup_lost: the executions it ran are failed (cm_exec_on_lost), the
  * process is killed and reaped in the background (reaper), and a restart is scheduled after a
  * backoff that doubles from BACKOFF_MIN_MS to BACKOFF_MAX_MS and starts over once a helper
@@ -47,6 +51,8 @@
 #include "util/log.h"
 
 #define READY_TIMEOUT_MS 10000L
+#define ACK_TIMEOUT_MS 10000L /* run frame -> its "started" or "exited" */
+#define ACK_CHECK_MS 1000L
 #define BACKOFF_MIN_MS 100L
 #define BACKOFF_MAX_MS 10000L
 #define BACKOFF_RESET_S 30.0
@@ -82,6 +88,10 @@ typedef struct sup {
     buf_t err_line;
     struct event *restart_ev;       /* BACKOFF -> spawn */
     struct event *ready_timeout_ev; /* STARTING too long */
+    struct event *ack_ev;           /* checks that run frames are acknowledged */
+    long *unacked_ids;              /* run frames sent, not yet started or exited */
+    double *unacked_at;             /* when each was queued (monotonic seconds) */
+    size_t n_unacked, cap_unacked;
     long backoff_ms;
     double ready_at;  /* monotonic seconds of the last ready */
     int failures;     /* in a row, without a ready in between */
@@ -235,6 +245,51 @@ static void on_ctl_write(evutil_socket_t fd, short what, void *arg)
         sup_lost(s, "writing to its control socket failed: %s", strerror(errno));
 }
 
+/* ---- acknowledgements ------------------------------------------------------------------------ */
+
+static void on_ack_check(evutil_socket_t fd, short what, void *arg)
+{
+    sup_t *s = arg;
+    if (s->n_unacked == 0)
+        return;
+    if (now_s() - s->unacked_at[0] > ACK_TIMEOUT_MS / 1000.0) {
+        sup_lost(s, "it did not start run %ld within %ld ms: it is hung", s->unacked_ids[0],
+                 ACK_TIMEOUT_MS);
+        return;
+    }
+    struct timeval tv = ms_tv(ACK_CHECK_MS);
+    event_add(s->ack_ev, &tv);
+}
+
+static void expect_ack(sup_t *s, long id)
+{
+    if (s->n_unacked == s->cap_unacked) {
+        s->cap_unacked = s->cap_unacked ? s->cap_unacked * 2 : 16;
+        s->unacked_ids = xrealloc(s->unacked_ids, s->cap_unacked * sizeof(long));
+        s->unacked_at = xrealloc(s->unacked_at, s->cap_unacked * sizeof(double));
+    }
+    s->unacked_ids[s->n_unacked] = id;
+    s->unacked_at[s->n_unacked] = now_s();
+    s->n_unacked++;
+    if (!evtimer_pending(s->ack_ev, NULL)) {
+        struct timeval tv = ms_tv(ACK_CHECK_MS);
+        event_add(s->ack_ev, &tv);
+    }
+}
+
+/* The helper answered for run id; the oldest unanswered run is always first. */
+static void got_ack(sup_t *s, long id)
+{
+    for (size_t i = 0; i < s->n_unacked; i++) {
+        if (s->unacked_ids[i] != id)
+            continue;
+        memmove(&s->unacked_ids[i], &s->unacked_ids[i + 1], (s->n_unacked - i - 1) * sizeof(long));
+        memmove(&s->unacked_at[i], &s->unacked_at[i + 1], (s->n_unacked - i - 1) * sizeof(double));
+        s->n_unacked--;
+        return;
+    }
+}
+
 int cm_sup_send(const json_t *frame, int fd)
 {
     sup_t *s = sup;
@@ -248,6 +303,9 @@ int cm_sup_send(const json_t *frame, int fd)
     f->data = data;
     f->len = len;
     f->fd = fd;
+    const char *op = json_string_value(json_object_get(frame, "op"));
+    if (op != NULL && strcmp(op, "run") == 0)
+        expect_ack(s, (long)json_integer_value(json_object_get(frame, "id")));
     bool was_empty = TAILQ_EMPTY(&s->out);
     TAILQ_INSERT_TAIL(&s->out, f, link);
     if (was_empty && flush_out(s) != 0) {
@@ -312,10 +370,12 @@ static int on_ctl_message(sup_t *s, const json_t *msg)
         sup_lost(s, "it sent \"%.40s\" before ready", op);
         return -1;
     } else if (strcmp(op, "started") == 0) {
+        got_ack(s, int_field(msg, "id", -1));
         cm_exec_on_started(int_field(msg, "id", -1), int_field(msg, "pid", -1));
     } else if (strcmp(op, "exited") == 0) {
         const json_t *sig = json_object_get(msg, "signal");
         bool signaled = json_is_integer(sig);
+        got_ack(s, int_field(msg, "id", -1));
         cm_exec_on_exited(int_field(msg, "id", -1), signaled,
                           (int)(signaled ? json_integer_value(sig) : int_field(msg, "code", -1)),
                           json_string_value(json_object_get(msg, "error")));
@@ -460,6 +520,8 @@ static void disconnect(sup_t *s)
         on_err_read(s->err_fd, EV_READ, s); /* its last words, if any */
     flush_err_line(s);
     event_del(s->ready_timeout_ev);
+    event_del(s->ack_ev);
+    s->n_unacked = 0;
     struct event **evs[] = {&s->ctl_read_ev, &s->ctl_write_ev, &s->err_ev};
     for (size_t i = 0; i < 3; i++) {
         if (*evs[i] != NULL)
@@ -522,6 +584,7 @@ int cm_sup_start(struct event_base *base, const char *path)
     TAILQ_INIT(&s->out);
     s->restart_ev = evtimer_new(base, on_restart, s);
     s->ready_timeout_ev = evtimer_new(base, on_ready_timeout, s);
+    s->ack_ev = evtimer_new(base, on_ack_check, s);
     s->backoff_ms = BACKOFF_MIN_MS;
     snprintf(s->reason, sizeof(s->reason), "it is starting");
     sup = s;
@@ -545,6 +608,9 @@ void cm_sup_stop(void)
     }
     event_free(s->restart_ev);
     event_free(s->ready_timeout_ev);
+    event_free(s->ack_ev);
+    free(s->unacked_ids);
+    free(s->unacked_at);
     evbuffer_free(s->ctl_in);
     buf_free(&s->err_line);
     free(s->path);

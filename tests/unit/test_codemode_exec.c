@@ -671,6 +671,26 @@ static void test_analyze(void **state)
     assert_int_equal(g.line, 1);
 }
 
+/* A helper alive but hung: found out by the missing "started" (10 s), killed and replaced. */
+static void test_exec_helper_hangs(void **state)
+{
+    if (!have_world())
+        skip();
+    codemode_limits_t lim = {.wall_ms = 20000};
+    got_t g;
+    double t0 = now_ms();
+    run_script("#fake:hang\nresult = 1\n", &lim, &g);
+    double took = now_ms() - t0;
+    assert_string_equal(g.status, "internal");
+    assert_non_null(strstr(g.message, "it is hung"));
+    assert_true(took >= 9000 && took < 15000);
+    got_free(&g);
+
+    run_script("result = 'alive'\n", NULL, &g);
+    assert_string_equal(g.status, "ok");
+    got_free(&g);
+}
+
 static void on_analysis_never(void *arg, const codemode_analysis_t *a)
 {
     int *n = arg;
@@ -714,7 +734,7 @@ int main(void)
         cmocka_unit_test(test_exec_basic),       cmocka_unit_test(test_exec_concurrent),
         cmocka_unit_test(test_exec_timeout),     cmocka_unit_test(test_exec_output_limit),
         cmocka_unit_test(test_exec_cancel),      cmocka_unit_test(test_analyze),
-        cmocka_unit_test(test_exec_helper_dies),
+        cmocka_unit_test(test_exec_helper_dies), cmocka_unit_test(test_exec_helper_hangs),
     };
     int failed = cmocka_run_group_tests_name("codemode_exec", pure, NULL, NULL);
     failed +=
