@@ -238,6 +238,8 @@ test('a client that leaves mid-script: the script is killed, the gateway goes on
     await pending;
     const cancelled = await until(async () => /cm-exec-leaves.*Cancelled/.test(gw.stderr()), 3000);
     assert.ok(cancelled, 'the execution was not cancelled when its client left');
+    const m = await metrics();
+    assert.ok(sum(m, 'gatehouse_code_mode_executions_total', { outcome: 'cancelled' }) >= 1);
     const { out } = await run('result = 7 * 6');
     assert.equal(out.status, 'ok');
     assert.equal(out.result, 42);
