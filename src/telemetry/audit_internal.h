@@ -26,9 +26,10 @@
 #define AUDIT_QUEUE_MAX_BYTES (256L * 1024 * 1024)
 
 /* One record waiting to be written: a private copy of an exchange, or a note of the writer's
- * own (kind "recovery" or "gap") that carries only its text in `error`. Every pointer is owned
- * and may be NULL. The copy still holds the secrets; they are redacted when the line is made,
- * on the writer thread. */
+ * own (kind "recovery" or "gap") that carries only its text in `error`. The struct and everything
+ * it points to are one allocation (audit_entry_free frees it); every pointer may be NULL. The
+ * copy still holds the secrets; they are redacted when the line is made, on the writer
+ * thread. */
 typedef struct audit_entry {
     struct audit_entry *next; /* queue link */
     char *request_id;
