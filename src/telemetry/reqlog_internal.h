@@ -22,6 +22,8 @@
 #define REQLOG_SCHEMA_VERSION 2
 /* Bodies, tool arguments and results longer than this are cut, with a marker appended. */
 #define REQLOG_BODY_MAX (1024 * 1024)
+/* Request rows inserted by one statement when a batch has that many in a row. */
+#define REQLOG_INSERT_ROWS 64
 /* How long a writer or reader waits for a lock held by another connection, in ms. */
 #define REQLOG_BUSY_TIMEOUT_MS 1000
 
@@ -91,7 +93,8 @@ typedef struct reqlog_row {
 /* The writer's connection and its prepared statements. Writer thread only. */
 typedef struct reqlog_store {
     sqlite3 *db;
-    sqlite3_stmt *insert_request;
+    sqlite3_stmt *insert_request;  /* one request row */
+    sqlite3_stmt *insert_requests; /* REQLOG_INSERT_ROWS request rows at once */
     sqlite3_stmt *insert_tool;
     char *path; /* <data_dir>/gatehouse.db; owned */
 } reqlog_store_t;

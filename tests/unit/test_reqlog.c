@@ -29,6 +29,7 @@
 
 #include "telemetry/metrics.h"
 #include "telemetry/reqlog.h"
+#include "telemetry/reqlog_internal.h"
 #include "util/buf.h"
 
 #define DAY 86400.0
@@ -533,6 +534,48 @@ static void submit_tool(const char *request_id, const char *tool, double ts, boo
         .result = ok ? "[1, 2]" : NULL,
     };
     reqlog_submit_tool(&t);
+}
+
+/* A batch of request rows is inserted REQLOG_INSERT_ROWS at a time, with single inserts for
+ * the rest and around tool rows: every row lands whole, with its own values, in submit order. */
+static void test_grouped_inserts_keep_rows_and_order(void **state)
+{
+    fixture_t *f = *state;
+    start(f);
+    reqlog_pause_writer(true); /* one batch holds them all */
+    int n = 2 * REQLOG_INSERT_ROWS + 5;
+    for (int i = 0; i < n; i++) {
+        char id[16];
+        char body[32];
+        snprintf(id, sizeof(id), "g%d", i);
+        snprintf(body, sizeof(body), "{\"i\": %d}", i);
+        telemetry_request_t r = request(id, f->now + i);
+        r.status = 200 + i;
+        r.request_body = body;
+        r.request_len = strlen(body);
+        reqlog_submit(&r, -1);
+        if (i == 3)
+            submit_tool(id, "between", f->now + i, true);
+    }
+    reqlog_pause_writer(false);
+    reqlog_flush();
+
+    assert_int_equal(db_count(f, "SELECT count(*) FROM requests"), n);
+    /* seq follows submit order: no row has a seq below one submitted before it */
+    assert_int_equal(db_count(f, "SELECT count(*) FROM requests a JOIN requests b ON"
+                                 " a.ts < b.ts AND a.seq > b.seq"),
+                     0);
+    for (int i = 0; i < n; i += 7) {
+        char id[16];
+        snprintf(id, sizeof(id), "g%d", i);
+        json_t *row = get(id);
+        assert_int_equal(json_integer_value(json_object_get(row, "status")), 200 + i);
+        assert_int_equal(
+            json_integer_value(json_object_get(json_object_get(row, "request_body"), "i")), i);
+        assert_near(json_real_value(json_object_get(row, "ts")), f->now + i, 1e-3);
+        json_decref(row);
+    }
+    assert_int_equal(db_count(f, "SELECT count(*) FROM tool_calls WHERE request_id = 'g3'"), 1);
 }
 
 static void test_get(void **state)
@@ -1092,6 +1135,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_retention_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_filter_uses_the_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grouped_inserts_keep_rows_and_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_drains, setup, teardown),
