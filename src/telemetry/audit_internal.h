@@ -57,8 +57,8 @@ audit_entry_t *audit_entry_copy(const telemetry_exchange_t *x);
 audit_entry_t *audit_entry_note(const char *kind, const char *text);
 void audit_entry_free(audit_entry_t *e);
 
-/* The record's JSON line, without a newline, written into out (emptied first). Always 0: any
- * bytes can be encoded (text or base64). The same rules as audit_entry_line. */
+/* The record's JSON line, without a newline, appended to out. Always 0: any bytes can be
+ * encoded (text or base64). The same rules as audit_entry_line. */
 int audit_entry_format(const audit_entry_t *e, uint64_t seq, const char *prev, buf_t *out);
 
 /* The record's JSON line, without a newline (caller frees), or NULL when it cannot be encoded.

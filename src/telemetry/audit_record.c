@@ -454,88 +454,105 @@ static size_t utf8_seq(const unsigned char *p, size_t left)
     return n;
 }
 
-/* True when the bytes can be a JSON string as they are: UTF-8, no NUL. ASCII is checked eight
- * bytes at a time, since bodies are mostly ASCII. */
-static bool is_json_text(const char *data, size_t len)
+/* Cuts out back to `mark` (what a failed attempt appended). */
+static void buf_cut(buf_t *out, size_t mark)
 {
-    const unsigned char *p = (const unsigned char *)data;
-    size_t i = 0;
-    while (i < len) {
-        if (len - i >= 8) {
-            uint64_t w;
-            memcpy(&w, p + i, 8);
-            /* no byte >= 0x80 and no zero byte among the eight */
-            if ((w & 0x8080808080808080ULL) == 0 &&
-                ((w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL) == 0) {
-                i += 8;
-                continue;
-            }
-        }
-        if (p[i] == 0)
-            return false;
-        size_t n = utf8_seq(p + i, len - i);
-        if (n == 0)
-            return false;
-        i += n;
-    }
-    return true;
+    out->len = mark;
+    if (out->data != NULL)
+        out->data[mark] = '\0';
 }
 
-/* A JSON string of bytes that passed is_json_text. Like jansson: '"' and '\' escaped, control
- * characters as \b \f \n \r \t or \u00XX (upper-case hex), everything else (UTF-8 included)
- * as it is. */
-static void put_string(buf_t *out, const char *data, size_t len)
+static void put_escape(buf_t *out, unsigned char c)
 {
-    /* 1 for the bytes that need an escape: control characters, '"' and '\'. */
-    /* clang-format off */
-    static const unsigned char needs_escape[256] = {
-        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-        ['"'] = 1, ['\\'] = 1,
-    };
-    /* clang-format on */
+    char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
+    size_t n = 2;
+    switch (c) {
+    case '"':
+    case '\\':
+        esc[1] = (char)c;
+        break;
+    case '\b':
+        esc[1] = 'b';
+        break;
+    case '\f':
+        esc[1] = 'f';
+        break;
+    case '\n':
+        esc[1] = 'n';
+        break;
+    case '\r':
+        esc[1] = 'r';
+        break;
+    case '\t':
+        esc[1] = 't';
+        break;
+    default:
+        memcpy(esc + 1, "u00", 3);
+        esc[4] = "0123456789ABCDEF"[c >> 4];
+        esc[5] = "0123456789ABCDEF"[c & 0xF];
+        n = 6;
+    }
+    buf_append(out, esc, n);
+}
+
+/* True when none of the eight bytes needs a second look: all ASCII, none below 0x20, no '"'
+ * and no '\' (the usual "has a byte less than / equal to" bit tricks; a false alarm only
+ * sends the eight bytes down the slow path). */
+static bool plain8(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL;
+    const uint64_t highs = 0x8080808080808080ULL;
+    uint64_t quote = w ^ (ones * '"');
+    uint64_t backslash = w ^ (ones * '\\');
+    uint64_t odd = (w & highs) | ((w - ones * 0x20) & ~w & highs) |
+                   ((quote - ones) & ~quote & highs) | ((backslash - ones) & ~backslash & highs);
+    return odd == 0;
+}
+
+/* Appends the bytes as a JSON string, as jansson writes one: '"' and '\' escaped, control
+ * characters as \b \f \n \r \t or \u00XX (upper-case hex), everything else (UTF-8 included)
+ * as it is. Returns false, having appended nothing, when the bytes are not UTF-8 (jansson's
+ * rules) or hold a NUL: they cannot be a JSON string. One pass, eight bytes at a time while
+ * they are plain ASCII, since bodies mostly are. */
+static bool put_string(buf_t *out, const char *data, size_t len)
+{
     const unsigned char *p = (const unsigned char *)data;
+    size_t mark = out->len;
     buf_reserve(out, len + 2);
     buf_appendc(out, '"');
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = p[i];
-        if (!needs_escape[c])
+
+    size_t run = 0; /* start of the bytes not yet appended */
+    size_t i = 0;
+    while (i < len) {
+        uint64_t w;
+        if (len - i >= 8 && (memcpy(&w, p + i, 8), plain8(w))) {
+            i += 8;
             continue;
-        buf_append(out, data + run, i - run);
-        run = i + 1;
-        char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
-        size_t n = 2;
-        switch (c) {
-        case '"':
-        case '\\':
-            esc[1] = (char)c;
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = "0123456789ABCDEF"[c >> 4];
-            esc[5] = "0123456789ABCDEF"[c & 0xF];
-            n = 6;
         }
-        buf_append(out, esc, n);
+        unsigned char c = p[i];
+        if (c >= 0x80) {
+            size_t n = utf8_seq(p + i, len - i);
+            if (n == 0) {
+                buf_cut(out, mark);
+                return false;
+            }
+            i += n;
+            continue;
+        }
+        if (c == 0) {
+            buf_cut(out, mark);
+            return false;
+        }
+        if (c < 0x20 || c == '"' || c == '\\') {
+            buf_append(out, data + run, i - run);
+            put_escape(out, c);
+            run = i + 1;
+        }
+        i++;
     }
     buf_append(out, data + run, len - run);
     buf_appendc(out, '"');
+    return true;
 }
 
 static void put_base64(buf_t *out, const char *data, size_t len)
@@ -551,10 +568,8 @@ static void put_base64(buf_t *out, const char *data, size_t len)
  * a string. */
 static bool put_text(buf_t *out, const char *data, size_t len)
 {
-    if (is_json_text(data, len)) {
-        put_string(out, data, len);
+    if (put_string(out, data, len))
         return true;
-    }
     put_base64(out, data, len);
     return false;
 }
@@ -678,11 +693,12 @@ static void put_body(buf_t *out, const char *data, size_t len, bool content, con
     size_t clean_len = len;
     char *clean = has_secret(data, len, s) ? scrub_bytes(data, len, s, &clean_len) : NULL;
     const char *text = clean != NULL ? clean : data;
-    if (is_json_text(text, clean_len)) {
-        buf_appends(out, "{\"text\":");
-        put_string(out, text, clean_len);
+    size_t mark = out->len;
+    buf_appends(out, "{\"text\":");
+    if (put_string(out, text, clean_len)) {
         buf_appendc(out, '}');
     } else {
+        buf_cut(out, mark);
         put_base64(out, text, clean_len);
     }
     free(clean);
@@ -819,7 +835,6 @@ int audit_entry_format(const audit_entry_t *e, uint64_t seq, const char *prev, b
 {
     secrets_t s = {0};
     secrets_from_headers(&s, e->req_headers);
-    buf_reset(out);
     put_record(out, e, seq, prev, &s);
     secrets_free(&s);
     return 0;

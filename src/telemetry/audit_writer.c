@@ -91,7 +91,8 @@ static struct {
     uint64_t unrecorded;          /* writer: lost exchanges not yet told in a gap record */
     struct timespec error_logged; /* writer: when a disk error was last logged */
     unsigned long errors_unlogged;
-    buf_t line;        /* writer: the record being made (chain_append) */
+    buf_t line;        /* writer: a line set aside while its file rotates (chain_append) */
+    buf_t piece_buf;   /* writer: the text of a batch's piece, kept from batch to batch */
     char batch_day[9]; /* writer: UTC day of the batch being written */
     long file_max;     /* rotation size; tests make it small */
     size_t queue_max;
@@ -499,33 +500,46 @@ static int piece_flush(chain_t *c, piece_t *p)
     return -1;
 }
 
-static bool needs_rotation(const chain_t *c, const piece_t *p, size_t line_len)
+/* True when a line of line_len bytes after `used` bytes of the piece must go to a new file. */
+static bool needs_rotation(const chain_t *c, size_t used_in_piece, size_t line_len)
 {
     const char *day = g_audit.batch_day;
-    off_t used = c->size + (off_t)p->text.len;
+    off_t used = c->size + (off_t)used_in_piece;
     return strcmp(day, c->day) != 0 || (used > 0 && used + (off_t)line_len + 1 > g_audit.file_max);
 }
 
 /* Adds one record to the piece; the chain moves on as if it were written (piece_flush rolls it
- * back if it is not). */
+ * back if it is not). The line is made in place at the end of the piece; in the rare case that
+ * it must open a new file, it is moved aside while the piece is written out. */
 static append_rc_t chain_append(chain_t *c, piece_t *p, const audit_entry_t *e)
 {
-    /* The line is made in a buffer kept from record to record (writer thread only). */
-    buf_t *line = &g_audit.line;
-    if (audit_entry_format(e, c->seq + 1, c->prev, line) != 0) {
+    if (p->text.len == 0)
+        piece_begin(p, c);
+    size_t start = p->text.len;
+    if (audit_entry_format(e, c->seq + 1, c->prev, &p->text) != 0) {
+        p->text.len = start;
+        p->text.data[start] = '\0';
         log_crit(e->request_id, "audit: cannot encode an exchange record; dropped");
         return APPEND_BAD_ENTRY;
     }
+    size_t len = p->text.len - start;
 
-    if (needs_rotation(c, p, line->len) && (piece_flush(c, p) != 0 || chain_rotate(c) != 0))
-        return APPEND_DISK;
-    if (p->text.len == 0)
+    if (needs_rotation(c, start, len)) {
+        buf_t *line = &g_audit.line;
+        buf_reset(line);
+        buf_append(line, p->text.data + start, len);
+        p->text.len = start;
+        p->text.data[start] = '\0';
+        if (piece_flush(c, p) != 0 || chain_rotate(c) != 0)
+            return APPEND_DISK;
         piece_begin(p, c);
+        buf_append(&p->text, line->data, line->len);
+        start = 0;
+    }
 
-    buf_append(&p->text, line->data, line->len);
     buf_appendc(&p->text, '\n');
     c->seq++;
-    audit_sha256_hex(line->data, line->len, c->prev);
+    audit_sha256_hex(p->text.data + start, len, c->prev);
     return APPEND_OK;
 }
 
@@ -567,7 +581,9 @@ static void write_batch(audit_entry_t *list)
         return;
     }
 
-    piece_t p = {.text = BUF_INIT};
+    /* The piece's buffer is kept from batch to batch, so that it is not grown again (and
+     * copied at every doubling) each time. */
+    piece_t p = {.text = g_audit.piece_buf};
     piece_begin(&p, c);
     today(g_audit.batch_day); /* once a batch: a batch spans 50 ms, not a day */
     int rc = g_audit.unrecorded > 0 ? append_gap(c, &p) : 0;
@@ -587,7 +603,7 @@ static void write_batch(audit_entry_t *list)
     }
     if (rc == 0)
         piece_flush(c, &p);
-    buf_free(&p.text);
+    g_audit.piece_buf = p.text;
     drop_all(list);
 }
 
@@ -743,6 +759,7 @@ void audit_stop(void)
     free(g_audit.chain.dir);
     g_audit.chain.dir = NULL;
     buf_free(&g_audit.line);
+    buf_free(&g_audit.piece_buf);
     pthread_cond_destroy(&g_audit.cv);
 }
 
