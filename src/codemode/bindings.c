@@ -9,6 +9,7 @@
  */
 #include "codemode/bindings.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +210,47 @@ codemode_bindings_t *codemode_bindings_build(mcp_catalog_t *cat, const mcp_filte
     name_servers(b);
     free(picked);
     return b;
+}
+
+/* ---- the shared bindings -------------------------------------------------------------------- */
+
+/* The bindings of the catalog most recently asked for without a filter. They hold a reference
+ * to that catalog, so comparing the pointer is safe: it cannot be freed and reused meanwhile.
+ * Building happens outside the lock; two threads that race build twice and one result wins. */
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static codemode_bindings_t *shared; /* under shared_lock */
+
+codemode_bindings_t *codemode_bindings_get(mcp_catalog_t *cat, const mcp_filter_t *filter)
+{
+    if (filter != NULL && !mcp_filter_is_open(filter))
+        return codemode_bindings_build(cat, filter);
+
+    pthread_mutex_lock(&shared_lock);
+    codemode_bindings_t *b =
+        shared != NULL && shared->cat == cat ? codemode_bindings_ref(shared) : NULL;
+    pthread_mutex_unlock(&shared_lock);
+    if (b != NULL)
+        return b;
+
+    b = codemode_bindings_build(cat, NULL);
+    codemode_bindings_t *old = NULL;
+    pthread_mutex_lock(&shared_lock);
+    if (shared == NULL || shared->cat->version <= cat->version) {
+        old = shared;
+        shared = codemode_bindings_ref(b);
+    }
+    pthread_mutex_unlock(&shared_lock);
+    codemode_bindings_release(old);
+    return b;
+}
+
+void codemode_bindings_cache_clear(void)
+{
+    pthread_mutex_lock(&shared_lock);
+    codemode_bindings_t *old = shared;
+    shared = NULL;
+    pthread_mutex_unlock(&shared_lock);
+    codemode_bindings_release(old);
 }
 
 codemode_bindings_t *codemode_bindings_ref(codemode_bindings_t *b)

@@ -49,6 +49,13 @@ typedef struct codemode_bindings codemode_bindings_t; /* refcounted, immutable o
  * request restriction), grouped by client; servers sorted by client name, tools by tool name.
  * Takes its own reference to cat. Never NULL; may hold no server. */
 codemode_bindings_t *codemode_bindings_build(mcp_catalog_t *cat, const mcp_filter_t *filter);
+/* The same, shared: when filter restricts nothing (NULL or open), the bindings of the last
+ * catalog asked for are kept and handed out again (a reference each), so that requests
+ * without filter headers do not build them anew; others are built as by
+ * codemode_bindings_build. Any thread. */
+codemode_bindings_t *codemode_bindings_get(mcp_catalog_t *cat, const mcp_filter_t *filter);
+/* Drops the shared bindings (and so their catalog reference); before the tool hub stops. */
+void codemode_bindings_cache_clear(void);
 /* Another reference; any thread. Returns b. */
 codemode_bindings_t *codemode_bindings_ref(codemode_bindings_t *b);
 /* Drops a reference; the last one frees the bindings and releases the catalog. NULL is fine. */

@@ -8,9 +8,10 @@
  * Cost: a gateway without MCP clients pays one test of the configuration per request. With MCP,
  * the work is one pass over the catalog plus one JSON object per tool offered; the tool's
  * schema is shared with the catalog by reference, never copied, which is safe because neither
- * the catalog nor the request body ever changes a schema. Code Mode adds one more pass over
- * the catalog (the bindings: names only, no stub is generated until the model asks for one)
- * and four small constant tools.
+ * the catalog nor the request body ever changes a schema. Code Mode adds its bindings (names
+ * only, no stub is generated until the model asks for one), shared between requests without
+ * filter headers (built once per catalog: about 160 us for 517 tools), and four small
+ * constant tools.
  */
 #include "gateway/inject.h"
 
@@ -61,7 +62,7 @@ static json_t *function_tool(const mcp_tool_t *t)
 static void add_meta_tools(const config_t *cfg, mcp_catalog_t *cat, const mcp_filter_t *f,
                            json_t *tools, inject_tools_t *out)
 {
-    codemode_bindings_t *b = codemode_bindings_build(cat, f);
+    codemode_bindings_t *b = codemode_bindings_get(cat, f);
     if (codemode_bindings_count(b) == 0) {
         codemode_bindings_release(b);
         return;
@@ -164,7 +165,7 @@ codemode_bindings_t *inject_codemode_bindings(mcp_catalog_t *cat, const http_req
         return NULL;
     mcp_filter_t filter = MCP_FILTER_INIT;
     mcp_filter_from_headers(&filter, header_of, (void *)req);
-    codemode_bindings_t *b = codemode_bindings_build(cat, &filter);
+    codemode_bindings_t *b = codemode_bindings_get(cat, &filter);
     mcp_filter_free(&filter);
     if (codemode_bindings_count(b) == 0) {
         codemode_bindings_release(b);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "codemode/bindings.h"
 #include "util/alloc.h"
 #include "util/log.h"
 
@@ -98,6 +99,7 @@ void mcp_setup_stop(void)
 {
     if (!hub_running)
         return;
+    codemode_bindings_cache_clear(); /* it holds a catalog reference */
     mcp_hub_stop();
     hub_running = false;
 }

@@ -227,6 +227,39 @@ static void test_refcounts(void **state)
     codemode_bindings_release(NULL);
 }
 
+/* Requests without a filter share one build per catalog; a filter, or a newer catalog, does
+ * not reuse it. */
+static void test_shared(void **state)
+{
+    mcp_catalog_t one = {.refcount = 1, .version = 1, .tools = tools, .n_tools = 11};
+    mcp_catalog_t two = {.refcount = 1, .version = 2, .tools = tools, .n_tools = 11};
+    mcp_filter_t open = MCP_FILTER_INIT;
+    mcp_filter_t narrow = MCP_FILTER_INIT;
+    mcp_filter_restrict_clients(&narrow, "everything");
+
+    codemode_bindings_t *a = codemode_bindings_get(&one, NULL);
+    codemode_bindings_t *b = codemode_bindings_get(&one, &open);
+    assert_ptr_equal(a, b);
+    codemode_bindings_t *c = codemode_bindings_get(&one, &narrow);
+    assert_ptr_not_equal(a, c);
+    assert_int_equal(codemode_bindings_count(c), 1);
+    codemode_bindings_t *d = codemode_bindings_get(&two, NULL);
+    assert_ptr_not_equal(a, d);
+    assert_int_equal(two.refcount, 2); /* ours, and d's, which is the shared one */
+    assert_int_equal(one.refcount, 3); /* ours, a (= b) and c; the shared one moved to two */
+
+    codemode_bindings_release(a);
+    codemode_bindings_release(b);
+    codemode_bindings_release(c);
+    codemode_bindings_release(d);
+    assert_int_equal(one.refcount, 1);
+    assert_int_equal(two.refcount, 2); /* still shared */
+    codemode_bindings_cache_clear();
+    assert_int_equal(two.refcount, 1);
+    codemode_bindings_cache_clear();
+    mcp_filter_free(&narrow);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -238,6 +271,7 @@ int main(void)
         cmocka_unit_test(test_build_empty),
         cmocka_unit_test(test_find),
         cmocka_unit_test(test_refcounts),
+        cmocka_unit_test(test_shared),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
