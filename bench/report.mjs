@@ -275,6 +275,11 @@ function build(rawFile, resDirArg, readme) {
   }
 }
 
+// Share of one core the server used during a saturation run, and requests per CPU-second.
+const coreUse = (r) => (r && r.seconds > 0 ? r.cpu_s / r.seconds : null);
+const perCpuSecond = (r) => (r?.cpu_s_per_1k > 0 ? 1000 / r.cpu_s_per_1k : null);
+const pct = (v) => (v === null ? "–" : `${Math.round(v * 100)}%`);
+
 const range = (sp) => (sp ? `${signed(sp.min)} to ${signed(sp.max)}` : "–");
 
 function evaluateTargets(sat, lat, idle, ghPath) {
@@ -311,8 +316,11 @@ function evaluateTargets(sat, lat, idle, ghPath) {
   }
   if (ghs && ngs) {
     const r = ratio(ghs.rps, ngs.rps);
+    // When the load generator's core is the limit, neither server's core is busy all the time:
+    // their capacity per CPU-second says what each could do with its core to itself.
+    const cap = ratio(perCpuSecond(ghs), perCpuSecond(ngs));
     add("throughput at saturation, small chat: gatehouse ≥ 60% of nginx", r === null ? null : Number(r.toFixed(2)),
-      r !== null && r >= 0.6, `${fmtInt(ghs.rps)} vs ${fmtInt(ngs.rps)} req/s`);
+      r !== null && r >= 0.6, `${fmtInt(ghs.rps)} vs ${fmtInt(ngs.rps)} req/s; server core busy ${pct(coreUse(ghs))} vs ${pct(coreUse(ngs))}; requests per CPU-second ${fmtInt(perCpuSecond(ghs))} vs ${fmtInt(perCpuSecond(ngs))} (ratio ${cap === null ? "–" : cap.toFixed(2)})`);
   }
   const st = sat(ghPath, "streams1000");
   if (st) {
@@ -363,7 +371,7 @@ function markdown(machine, plans, idle, targets, sat, lat, overheadPresent) {
   out.push("");
 
   out.push("## Per scenario", "");
-  out.push("Latencies in ms unless marked µs. *sat* = wrk at saturation (32 connections). *fixed rate* = the medians over the rounds of the latency phase (h2load at the scenario's rate, given in the heading). *added* = the path's percentile minus that of the direct runs just before and after it, median over the rounds, and in brackets the smallest and largest of the rounds: a range that spans hundreds of µs says the machine's noise is that large. CPU is the server process's user+system time (`/proc/<pid>/stat`), per 1,000 requests at saturation; for the direct path it is the mock's own. Peak RSS is VmHWM during the saturation run. Errors are socket errors + non-2xx answers over all runs.", "");
+  out.push("Latencies in ms unless marked µs. *sat* = wrk at saturation (32 connections). *core busy* = the server's CPU time over the run's length: below 100%, something else (the load generator and the mock on the other core, other work on the machine) set the pace, not the server. *fixed rate* = the medians over the rounds of the latency phase (h2load at the scenario's rate, given in the heading). *added* = the path's percentile minus that of the direct runs just before and after it, median over the rounds, and in brackets the smallest and largest of the rounds: a range that spans hundreds of µs says the machine's noise is that large. CPU is the server process's user+system time (`/proc/<pid>/stat`), per 1,000 requests at saturation; for the direct path it is the mock's own. Peak RSS is VmHWM during the saturation run. Errors are socket errors + non-2xx answers over all runs.", "");
   if (overheadPresent)
     out.push("The last column is gatehouse's own `gatehouse_overhead_seconds` histogram (from `GET /metrics`) over the fixed-rate runs: p50 / p99 in µs, median over the rounds.", "");
   else
@@ -378,7 +386,7 @@ function markdown(machine, plans, idle, targets, sat, lat, overheadPresent) {
       const excl = plan.excluded.map((e) => `${LABELS[e.path]} (saturates at ${fmtInt(e.saturation_rps)} req/s)`);
       out.push(`Fixed rate: ${fmtInt(plan.rate)} req/s, ${plan.rounds} rounds of ${plan.seconds} s.${excl.length ? ` Left out of the fixed-rate runs, too slow for that rate: ${excl.join(", ")}.` : ""}`, "");
     }
-    const head = ["path", "sat req/s", "sat p50 / p99 / p99.9", "fixed rate p50 / p99 / p99.9", "added p50 µs [range]", "added p99 µs [range]",
+    const head = ["path", "sat req/s", "core busy", "sat p50 / p99 / p99.9", "fixed rate p50 / p99 / p99.9", "added p50 µs [range]", "added p99 µs [range]",
       "CPU s / 1k req", "peak RSS MiB", "errors"];
     if (overheadPresent) head.push("own overhead p50 / p99 (µs)");
     out.push(`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`);
@@ -393,7 +401,7 @@ function markdown(machine, plans, idle, targets, sat, lat, overheadPresent) {
         return a ? `${signed(a.median)} [${signed(a.min)}, ${signed(a.max)}]` : "–";
       };
       const errs = (s ? s.errors + s.non2xx : 0) + (f ? f.errors : 0);
-      const cells = [LABELS[p], s ? fmtInt(s.rps) : "–", ls, lf, added("p50"), added("p99"),
+      const cells = [LABELS[p], s ? fmtInt(s.rps) : "–", s ? pct(coreUse(s)) : "–", ls, lf, added("p50"), added("p99"),
         s ? fmt3(s.cpu_s_per_1k) : "–", s ? mib(s.peak_rss_kb) : "–", `${errs}`];
       if (overheadPresent) cells.push(f?.overhead ? `${f.overhead.p50_us} / ${f.overhead.p99_us}` : "–");
       out.push(`| ${cells.join(" | ")} |`);
