@@ -403,7 +403,7 @@ function markdown(machine, plans, idle, targets, sat, lat, overheadPresent) {
       const errs = (s ? s.errors + s.non2xx : 0) + (f ? f.errors : 0);
       const cells = [LABELS[p], s ? fmtInt(s.rps) : "–", s ? pct(coreUse(s)) : "–", ls, lf, added("p50"), added("p99"),
         s ? fmt3(s.cpu_s_per_1k) : "–", s ? mib(s.peak_rss_kb) : "–", `${errs}`];
-      if (overheadPresent) cells.push(f?.overhead ? `${f.overhead.p50_us} / ${f.overhead.p99_us}` : "–");
+      if (overheadPresent) cells.push(f?.overhead ? `${fmtUs(f.overhead.p50_us)} / ${fmtUs(f.overhead.p99_us)}` : "–");
       out.push(`| ${cells.join(" | ")} |`);
     }
     out.push("");
