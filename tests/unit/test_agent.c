@@ -390,6 +390,124 @@ static void test_usage_json(void **state)
     json_decref(u);
 }
 
+/* ---- Code Mode ------------------------------------------------------------------------------ */
+
+/* A code-mode catalog: one server, two tools, only echo auto-executable. */
+static mcp_tool_t cm_tools[] = {
+    {.client = "everything",
+     .name = "echo",
+     .exposed = "everything-echo",
+     .available = true,
+     .executable = true,
+     .auto_execute = true,
+     .code_mode = true},
+    {.client = "everything",
+     .name = "get-env",
+     .exposed = "everything-get-env",
+     .available = true,
+     .executable = true,
+     .auto_execute = false,
+     .code_mode = true},
+};
+
+static mcp_catalog_t cm_catalog = {.refcount = 1, .tools = cm_tools, .n_tools = 2};
+
+/* An agent whose request got the four meta-tools and nothing else, as inject.c gives them. */
+static int setup_codemode(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    f->base = event_base_new();
+    f->tools.codemode = codemode_bindings_build(&cm_catalog, NULL);
+    f->tools.meta_added = (1u << CODEMODE_META_COUNT) - 1;
+    f->tools.n_added = CODEMODE_META_COUNT;
+    f->tools.n_auto = CODEMODE_META_COUNT - 1;
+    f->body = parse("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+    agent_opts_t o = {
+        .base = f->base, .request_id = "test-cm", .tools = &f->tools, .body = f->body};
+    f->agent = agent_new(&o);
+    assert_non_null(f->agent);
+    *state = f;
+    return 0;
+}
+
+static int teardown_codemode(void **state)
+{
+    fixture_t *f = *state;
+    agent_free(f->agent);
+    codemode_bindings_release(f->tools.codemode);
+    json_decref(f->body);
+    event_base_free(f->base);
+    free(f);
+    return 0;
+}
+
+/* The reading meta-tools are always gatehouse's; an executeToolCode without code too (it only
+ * answers the mistake). Nothing needs the sandbox to decide. */
+static void test_codemode_reading_tools_run_here(void **state)
+{
+    fixture_t *f = *state;
+    json_t *m = assistant("[" CALL("l", "listToolFiles", "{}") "," CALL(
+        "r", "readToolFile",
+        "{\\\"fileName\\\":\\\"servers/everything.pyi\\\"}") "," CALL("x", "executeToolCode",
+                                                                      "{}") "]");
+    assert_false(agent_prepare(f->agent, m, on_done, f));
+    assert_int_equal(agent_plan(f->agent, m), AGENT_RUN_ALL);
+
+    agent_run(f->agent, m, on_done, f);
+    assert_int_equal(f->done_calls, 0);
+    event_base_loop(f->base, 0);
+    assert_int_equal(f->done_calls, 1);
+    json_t *conv = json_object_get(f->body, "messages");
+    assert_int_equal(json_array_size(conv), 5);
+    const char *list = json_string_value(json_object_get(json_array_get(conv, 2), "content"));
+    const char *stub = json_string_value(json_object_get(json_array_get(conv, 3), "content"));
+    const char *exec = json_string_value(json_object_get(json_array_get(conv, 4), "content"));
+    assert_string_equal(list, "servers/\n  everything.pyi (2 tools)\nNext: readToolFile(fileName="
+                              "\"servers/everything.pyi\") for the signatures, then "
+                              "executeToolCode with a script that calls them.");
+    assert_non_null(strstr(stub, "def get_env() -> Any:"));
+    assert_string_equal(exec, "executeToolCode needs code: a Python script as a string.");
+    json_decref(m);
+}
+
+/* A script whose analysis fails (here: no tool hub, so no sandbox) is the client's; the other
+ * calls of the turn still run here. */
+static void test_codemode_unanalysed_script_is_the_clients(void **state)
+{
+    fixture_t *f = *state;
+    json_t *m = assistant("[" CALL("l", "listToolFiles", "{}") "," CALL(
+        "x", "executeToolCode", "{\\\"code\\\":\\\"everything.echo(message=1)\\\"}") "]");
+    assert_true(agent_prepare(f->agent, m, on_done, f));
+    assert_int_equal(f->done_calls, 0); /* never from inside agent_prepare */
+    event_base_loop(f->base, 0);
+    assert_int_equal(f->done_calls, 1);
+    assert_int_equal(agent_plan(f->agent, m), AGENT_RUN_SOME);
+
+    json_t *resp = json_pack("{s:[{s:i, s:O, s:s}]}", "choices", "index", 0, "message", m,
+                             "finish_reason", "tool_calls");
+    agent_run(f->agent, m, on_done, f);
+    event_base_loop(f->base, 0);
+    agent_finish_json(f->agent, resp, AGENT_RUN_SOME);
+    json_t *left = json_object_get(agent_response_message(resp), "tool_calls");
+    assert_int_equal(json_array_size(left), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(left, 0), "id")), "x");
+    json_decref(resp);
+    json_decref(m);
+}
+
+/* A request that ends while a script is being analysed cancels the analysis. */
+static void test_codemode_free_while_preparing(void **state)
+{
+    fixture_t *f = *state;
+    json_t *m = assistant("[" CALL("x", "executeToolCode", "{\\\"code\\\":\\\"pass\\\"}") "]");
+    assert_true(agent_prepare(f->agent, m, on_done, f));
+    agent_free(f->agent);
+    f->agent = NULL;
+    event_base_loop(f->base, 0);
+    assert_int_equal(f->done_calls, 0);
+    json_decref(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -401,6 +519,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_text_turn, setup, teardown),
         cmocka_unit_test(test_usage_json),
+        cmocka_unit_test_setup_teardown(test_codemode_reading_tools_run_here, setup_codemode,
+                                        teardown_codemode),
+        cmocka_unit_test_setup_teardown(test_codemode_unanalysed_script_is_the_clients,
+                                        setup_codemode, teardown_codemode),
+        cmocka_unit_test_setup_teardown(test_codemode_free_while_preparing, setup_codemode,
+                                        teardown_codemode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
