@@ -28,6 +28,7 @@
 #include "mcp/filter.h"
 #include "mcp/naming.h"
 #include "util/alloc.h"
+#include "util/buf.h"
 
 #ifndef GATEHOUSE_VERSION
 #define GATEHOUSE_VERSION "0.0.0"
@@ -271,12 +272,84 @@ json_t *mcp_server_text_result(const json_t *id, const char *text, bool is_error
     return jsonrpc_result(id, result);
 }
 
+/* A tool the request may call: executable, not Code Mode's, and allowed by the request's
+ * filter. A tool whose client is down still counts: the hub answers at once that it is
+ * unavailable, which says more than "unknown tool", and what a name means does not change
+ * while a server reconnects. */
+static bool tool_callable(const mcp_server_ctx_t *ctx, const mcp_tool_t *t)
+{
+    bool filtered_out = ctx->filter != NULL && !mcp_filter_allows_tool(ctx->filter, t);
+    return t->executable && !t->code_mode && !filtered_out;
+}
+
 static const mcp_tool_t *find_tool(const mcp_catalog_t *cat, const char *exposed)
 {
     for (size_t i = 0; cat != NULL && i < cat->n_tools; i++) {
         if (strcmp(cat->tools[i].exposed, exposed) == 0)
             return &cat->tools[i];
     }
+    return NULL;
+}
+
+/* How many callable tools have bare_name as their name on their server; *first receives the
+ * first of them (NULL when none). */
+static size_t count_bare(const mcp_server_ctx_t *ctx, const char *bare_name,
+                         const mcp_tool_t **first)
+{
+    size_t n = 0;
+    *first = NULL;
+    for (size_t i = 0; ctx->cat != NULL && i < ctx->cat->n_tools; i++) {
+        const mcp_tool_t *t = &ctx->cat->tools[i];
+        if (strcmp(t->name, bare_name) != 0 || !tool_callable(ctx, t))
+            continue;
+        if (n++ == 0)
+            *first = t;
+    }
+    return n;
+}
+
+/* -32602 for a bare name that several servers serve: names the exposed names to use instead,
+ * so that the client (or the model behind it) can pick one. */
+static json_t *ambiguous_tool(const mcp_server_ctx_t *ctx, const json_t *id, const char *bare_name)
+{
+    buf_t msg;
+    buf_init(&msg);
+    buf_appendf(&msg, "Ambiguous tool name: %s is a tool of several servers; call it as one of",
+                bare_name);
+    const char *sep = " ";
+    for (size_t i = 0; i < ctx->cat->n_tools; i++) {
+        const mcp_tool_t *t = &ctx->cat->tools[i];
+        if (strcmp(t->name, bare_name) == 0 && tool_callable(ctx, t)) {
+            buf_appendf(&msg, "%s%s", sep, t->exposed);
+            sep = ", ";
+        }
+    }
+    json_t *response = jsonrpc_error(id, JSONRPC_INVALID_PARAMS, buf_cstr(&msg), NULL);
+    buf_free(&msg);
+    return response;
+}
+
+/* The tool a tools/call names: by its exposed name, or else by its bare name on its server
+ * when exactly one callable tool has that name (a convenience for clients written against a
+ * single server). An exposed name never falls back to a bare one. NULL with *response set
+ * (-32602) when there is no such tool or the bare name is ambiguous. */
+static const mcp_tool_t *resolve_tool(const mcp_server_ctx_t *ctx, const json_t *id,
+                                      const char *name, json_t **response)
+{
+    *response = NULL;
+    const mcp_tool_t *t = find_tool(ctx->cat, name);
+    if (t != NULL && tool_callable(ctx, t))
+        return t;
+    if (t != NULL) {
+        *response = invalid_params(id, "Unknown tool: %s", name);
+        return NULL;
+    }
+
+    size_t n = count_bare(ctx, name, &t);
+    if (n == 1)
+        return t;
+    *response =
+        n == 0 ? invalid_params(id, "Unknown tool: %s", name) : ambiguous_tool(ctx, id, name);
     return NULL;
 }
 
@@ -303,13 +376,12 @@ static void tools_call(const mcp_server_ctx_t *ctx, const jsonrpc_msg_t *msg,
         return;
     }
 
-    /* A tool that is not listed here (not executable, or Code Mode's) is unknown to /mcp. A
-     * listed tool whose client is down goes on: the hub answers at once that it is
-     * unavailable, which says more than "unknown tool". */
-    const mcp_tool_t *t = find_tool(ctx->cat, name);
-    bool filtered_out = t != NULL && ctx->filter != NULL && !mcp_filter_allows_tool(ctx->filter, t);
-    if (t == NULL || !t->executable || t->code_mode || filtered_out) {
-        reply(out, invalid_params(msg->id, "Unknown tool: %s", name));
+    /* A tool that is not listed here (not executable, Code Mode's, filtered out) is unknown
+     * to /mcp, by either of its names. */
+    json_t *error;
+    const mcp_tool_t *t = resolve_tool(ctx, msg->id, name, &error);
+    if (t == NULL) {
+        reply(out, error);
         return;
     }
     out->kind = MCP_SERVER_FORWARD;

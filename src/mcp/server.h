@@ -17,8 +17,10 @@
  * clients, which reach models through Code Mode's meta-tools instead. Those the gateway passes
  * in as "extra tools" (mcp_server_ctx_t): listed first, and their calls handed back to the
  * caller to run (MCP_SERVER_LOCAL), so that this module needs to know nothing of Code Mode. Names
- * are the hub's exposed names ("<client>-<tool>"); resources and prompts carry the hub's
- * namespacing too, and are mapped back to their client before forwarding.
+ * are the hub's exposed names ("<client>-<tool>"); tools/call also takes a tool's bare name on
+ * its server when exactly one tool the request may call has it (-32602 naming the exposed
+ * names when several do). Resources and prompts carry the hub's namespacing too, and are
+ * mapped back to their client before forwarding.
  *
  * Sessions live in one process-wide table behind a mutex, because one client's POSTs may
  * arrive on different connections and so on different worker threads. A session holds only

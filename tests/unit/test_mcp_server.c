@@ -432,7 +432,7 @@ static void test_tools_call(void **state)
     assert_string_equal(out.fwd.client, "beta");
     mcp_server_outcome_free(&out);
 
-    const char *unknown[] = {"nope", "alpha-hidden", "code-run", "echo"};
+    const char *unknown[] = {"nope", "alpha-hidden", "code-run", "alpha-"};
     for (size_t i = 0; i < 4; i++) {
         char text[256];
         snprintf(text, sizeof(text),
@@ -459,6 +459,91 @@ static void test_tools_call(void **state)
                        "{\"name\":\"alpha-echo\"}}");
     assert_int_equal(error_code(r), JSONRPC_INVALID_PARAMS);
     json_decref(r);
+    fake_free(&f);
+}
+
+/* Runs tools/call of name with no arguments; returns the outcome (caller frees). */
+static void call_tool(const mcp_server_ctx_t *ctx, const char *name, mcp_server_outcome_t *out)
+{
+    char text[256];
+    snprintf(text, sizeof(text),
+             "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":"
+             "{\"name\":\"%s\"}}",
+             name);
+    run(ctx, text, out);
+}
+
+/* A forward of tools/call to client's tool, the name the client used kept for the logs. */
+static void assert_forwarded(const mcp_server_ctx_t *ctx, const char *name, const char *client,
+                             const char *tool)
+{
+    mcp_server_outcome_t out;
+    call_tool(ctx, name, &out);
+    assert_int_equal(out.kind, MCP_SERVER_FORWARD);
+    assert_string_equal(out.fwd.client, client);
+    assert_string_equal(out.fwd.tool, tool);
+    assert_string_equal(out.fwd.exposed, name);
+    mcp_server_outcome_free(&out);
+}
+
+/* The -32602 answer to tools/call of name; returns its message (caller frees). */
+static char *call_error(const mcp_server_ctx_t *ctx, const char *name)
+{
+    mcp_server_outcome_t out;
+    call_tool(ctx, name, &out);
+    assert_int_equal(out.kind, MCP_SERVER_REPLY);
+    assert_int_equal(error_code(out.reply), JSONRPC_INVALID_PARAMS);
+    char *message = xstrdup(error_message(out.reply));
+    mcp_server_outcome_free(&out);
+    return message;
+}
+
+static void test_tools_call_bare_names(void **state)
+{
+    fake_t f;
+    fake_init(&f);
+    add_tool(&f, "gamma", "mul", "Multiplies too.", true, true, false);
+    add_tool(&f, "delta", "alpha-echo", "Named like another's exposed name.", true, true, false);
+    add_tool(&f, "delta", "run", "Shares a name with a Code Mode tool.", true, true, false);
+    mcp_server_ctx_t ctx = {.cat = &f.cat};
+
+    /* One callable tool of that name: its server gets the call. The tool of a client that is
+     * down counts too, and the hub answers that it is unavailable. */
+    assert_forwarded(&ctx, "echo", "alpha", "echo");
+    assert_forwarded(&ctx, "add", "beta", "add");
+    assert_forwarded(&ctx, "two", "gamma", "two");
+
+    /* Several: -32602 naming the exposed names to use, and nothing is forwarded. */
+    char *message = call_error(&ctx, "mul");
+    assert_non_null(strstr(message, "Ambiguous tool name: mul"));
+    assert_non_null(strstr(message, "beta-mul, gamma-mul"));
+    free(message);
+
+    /* An exposed name wins over another tool's bare name. */
+    assert_forwarded(&ctx, "alpha-echo", "alpha", "echo");
+    assert_forwarded(&ctx, "delta-alpha-echo", "delta", "alpha-echo");
+
+    /* Not executable, or Code Mode's: not reachable by the bare name either, and not counted:
+     * "run" is delta's alone. */
+    message = call_error(&ctx, "hidden");
+    assert_string_equal(message, "Unknown tool: hidden");
+    free(message);
+    assert_forwarded(&ctx, "run", "delta", "run");
+    f.cat.tools[f.cat.n_tools - 1].executable = false;
+    message = call_error(&ctx, "run");
+    assert_string_equal(message, "Unknown tool: run");
+    free(message);
+
+    /* The request's filter applies before the count: beta's mul is out, so gamma's is the one;
+     * alpha's echo is out, so "echo" is unknown. */
+    mcp_filter_t filter = MCP_FILTER_INIT;
+    assert_int_equal(mcp_filter_restrict_tools(&filter, "gamma-*"), 0);
+    ctx.filter = &filter;
+    assert_forwarded(&ctx, "mul", "gamma", "mul");
+    message = call_error(&ctx, "echo");
+    assert_string_equal(message, "Unknown tool: echo");
+    free(message);
+    mcp_filter_free(&filter);
     fake_free(&f);
 }
 
@@ -877,6 +962,7 @@ int main(void)
         cmocka_unit_test(test_tools_list_pages),
         cmocka_unit_test(test_extra_tools),
         cmocka_unit_test(test_tools_call),
+        cmocka_unit_test(test_tools_call_bare_names),
         cmocka_unit_test(test_forward_reply),
         cmocka_unit_test(test_resources),
         cmocka_unit_test(test_prompts),
