@@ -9,7 +9,8 @@
 //
 // What a tool, resource or prompt answers through /mcp is compared with a second opinion: the
 // same server asked directly by the SDK over stdio. Names through the gateway carry their
-// client's prefix (mcp.md). Skipped when tests/node_modules is absent.
+// client's prefix (mcp.md); a tool may also be called by its bare name when it is the only one
+// of that name. Skipped when tests/node_modules is absent.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -309,6 +310,33 @@ test('notifications/tools/list_changed reaches the client when an upstream\'s to
     assert.ok(names.includes(`hub-${name}`), names.join(' '));
     const called = await client.callTool({ name: `hub-${name}`, arguments: {} });
     assert.equal(called.content[0].text, `I am ${name}`);
+});
+
+test('tools/call by a bare name: the one tool of that name, or -32602 naming the choices', { skip: SKIP }, async () => {
+    const client = await connect(gw);
+    await waitForTools(client, ['everything-echo', 'hub-add_tool']);
+    const viaBare = await client.callTool({ name: 'echo', arguments: { message: 'bare' } });
+    const viaExposed = await client.callTool({ name: 'everything-echo', arguments: { message: 'bare' } });
+    assert.deepEqual(viaBare, viaExposed);
+    assert.match(viaBare.content[0].text, /bare/);
+
+    // A second server with an echo makes the bare name ambiguous; the prefixed names still work.
+    await client.callTool({ name: 'hub-add_tool', arguments: { name: 'echo' } });
+    await waitForTools(client, ['hub-echo']);
+    await assert.rejects(client.callTool({ name: 'echo', arguments: { message: 'x' } }), (e) => {
+        assert.equal(e.code, -32602);
+        assert.match(e.message, /Ambiguous tool name: echo .*call it as one of everything-echo, hub-echo/);
+        return true;
+    });
+    assert.equal((await client.callTool({ name: 'hub-echo', arguments: {} })).content[0].text, 'I am echo');
+
+    // Narrowed by the filter headers to one server, the name is that server's again.
+    const narrow = await connect(gw, { 'x-gatehouse-mcp-include-clients': 'hub' });
+    assert.equal((await narrow.callTool({ name: 'echo', arguments: {} })).content[0].text, 'I am echo');
+
+    await client.callTool({ name: 'hub-remove_tool', arguments: { name: 'echo' } });
+    for (let i = 0; i < 100 && (await client.listTools()).tools.some((t) => t.name === 'hub-echo'); i++) await sleep(100);
+    assert.deepEqual(await client.callTool({ name: 'echo', arguments: { message: 'bare' } }), viaExposed);
 });
 
 test('a slow call is answered as an SSE stream', { skip: SKIP }, async () => {
