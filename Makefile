@@ -9,6 +9,7 @@
 #   make format     clang-format every source file in place
 #   make check-format
 #   make bench      the performance benchmark against nginx and Portkey (bench/README.md)
+#   make bench-tokens  Code Mode's input tokens against classic injection (bench/tokens/README.md)
 
 VERSION := 0.1.0
 PKGS := libevent libevent_pthreads libcurl jansson openssl sqlite3
@@ -29,7 +30,7 @@ LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all asan unit unit-asan fuzz clean format check-format bench
+.PHONY: all asan unit unit-asan fuzz clean format check-format bench bench-tokens
 
 all: build/gatehouse build/gatehouse-sandbox build/sandbox-driver
 
@@ -144,6 +145,10 @@ format:
 
 bench: all
 	bench/run.sh
+
+# Not part of bench: it needs ../shared/tool-catalogs, and its counts do not depend on the machine.
+bench-tokens: all
+	bench/tokens/run.sh
 
 check-format:
 	@scripts/check-format.sh

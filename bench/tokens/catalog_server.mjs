@@ -1,25 +1,27 @@
-// catalog_server.mjs - a catalog-replay MCP server for the token-cost benchmark: one process
-// serving every catalog of ../shared/tool-catalogs over Streamable HTTP, one endpoint per
-// catalog (/mcp/<catalog>), answering tools/list with the catalog's real tools and every
-// tools/call with the same canned result (a JSON list of ten records, about as much text as
-// a search or listing tool returns), so that what reaches the model is realistic in size.
+// catalog_server.mjs - a catalog-replay MCP server for the token-cost benchmark: serves one
+// catalog of ../shared/tool-catalogs over stdio with the official MCP SDK (the server API of
+// tests/node_modules/@modelcontextprotocol/sdk), the way the 30 npm servers the catalogs were
+// captured from serve them. tools/list answers the catalog's real tools, unchanged; every
+// tools/call answers the same canned result (a JSON list of ten records, about as much text
+// as a search or listing tool returns), so that what reaches the model is realistic in size.
+// The catalog is read in place; nothing of it is copied.
 //
-// Plain node:http, stateless (no session id), JSON answers; enough of MCP for gatehouse's
-// client: initialize, notifications, ping, tools/list, tools/call; anything else is -32601.
-//
-// Usage: node catalog_server.mjs <catalog dir>    (prints "listening <port>" when ready)
+// Usage: node catalog_server.mjs <catalog file>    (gatehouse starts it as a stdio MCP client)
 import fs from 'node:fs';
-import http from 'node:http';
+import { createRequire } from 'node:module';
 import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const dir = process.argv[2];
-const catalogs = new Map();
-for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.json')).sort()) {
-    catalogs.set(f.slice(0, -5), JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')).tools);
-}
+// The SDK is a test dependency: resolve it from tests/, where npm ci installs it.
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const fromTests = createRequire(path.resolve(HERE, '..', '..', 'tests', 'package.json'));
+const sdk = async (p) => import(pathToFileURL(fromTests.resolve(`@modelcontextprotocol/sdk/${p}`)).href);
+const { Server } = await sdk('server/index.js');
+const { StdioServerTransport } = await sdk('server/stdio.js');
+const { ListToolsRequestSchema, CallToolRequestSchema } = await sdk('types.js');
 
 /** The canned result: ten records, the same for every tool, naming the tool called. */
-export function cannedText(tool) {
+function cannedText(tool) {
     const items = [];
     for (let i = 1; i <= 10; i++) {
         items.push({
@@ -34,55 +36,20 @@ export function cannedText(tool) {
     return JSON.stringify({ total_count: 10, items });
 }
 
-function reply(res, id, result) {
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ jsonrpc: '2.0', id, result }));
+const file = process.argv[2];
+if (!file) {
+    console.error('usage: node catalog_server.mjs <catalog file>');
+    process.exit(2);
 }
+const catalog = JSON.parse(fs.readFileSync(file, 'utf8'));
+const known = new Set(catalog.tools.map((t) => t.name));
 
-function answer(res, tools, m) {
-    switch (m.method) {
-    case 'initialize':
-        return reply(res, m.id, {
-            protocolVersion: m.params?.protocolVersion ?? '2025-06-18',
-            capabilities: { tools: {} },
-            serverInfo: { name: 'catalog-replay', version: '1.0.0' },
-        });
-    case 'ping':
-        return reply(res, m.id, {});
-    case 'tools/list':
-        return reply(res, m.id, { tools });
-    case 'tools/call':
-        return reply(res, m.id, { content: [{ type: 'text', text: cannedText(m.params?.name) }] });
-    default:
-        res.writeHead(200, { 'content-type': 'application/json' });
-        return res.end(JSON.stringify({
-            jsonrpc: '2.0', id: m.id, error: { code: -32601, message: `no method ${m.method}` },
-        }));
+const server = new Server({ name: `catalog-replay-${catalog.server}`, version: '1.0.0' }, { capabilities: { tools: {} } });
+server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: catalog.tools }));
+server.setRequestHandler(CallToolRequestSchema, async (req) => {
+    if (!known.has(req.params.name)) {
+        return { isError: true, content: [{ type: 'text', text: `no tool ${req.params.name} in ${catalog.server}` }] };
     }
-}
-
-const server = http.createServer((req, res) => {
-    const name = decodeURIComponent(req.url.replace(/^\/mcp\//, '').split('?')[0]);
-    const tools = catalogs.get(name);
-    if (!tools || req.method !== 'POST') {
-        res.writeHead(tools ? 405 : 404);
-        return res.end();
-    }
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (d) => {
-        body += d;
-    });
-    req.on('end', () => {
-        const m = JSON.parse(body);
-        if (m.id === undefined) {
-            res.writeHead(202);
-            return res.end();
-        }
-        answer(res, tools, m);
-    });
+    return { content: [{ type: 'text', text: cannedText(req.params.name) }] };
 });
-
-if (import.meta.url === `file://${process.argv[1]}`) {
-    server.listen(0, '127.0.0.1', () => console.log(`listening ${server.address().port}`));
-}
+await server.connect(new StdioServerTransport());
