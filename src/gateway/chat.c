@@ -1145,10 +1145,12 @@ void chat_handle(http_request_t *req, gateway_worker_t *w, const char *request_i
     c->snap = gateway_snapshot_acquire();
     metrics_gauge_add(METRICS_ACTIVE_REQUESTS, 1);
 
-    /* Content goes to the log unless switched off globally or by this request; the audit
+    /* Content goes to the log unless switched off globally or by this request; with the log
+     * off there is nothing to keep it for (and no copy of the answer to make). The audit
      * trail records when the configuration says so or the request opts in. */
     const char *no_content = http_request_header(req, "x-gatehouse-log-content");
-    c->log_content = c->snap->cfg->logs_content && !header_is(no_content, "false");
+    c->log_content = c->snap->cfg->logs_enabled && c->snap->cfg->logs_content &&
+                     !header_is(no_content, "false");
     c->audit = c->snap->cfg->audit_enabled ||
                header_is(http_request_header(req, "x-gatehouse-audit"), "true");
 
