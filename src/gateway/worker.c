@@ -351,6 +351,8 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
 static void *worker_main(void *arg)
 {
     gateway_worker_t *w = arg;
+    /* Named, so that top -H, perf and bench/logging can tell the threads apart. */
+    (void)pthread_setname_np(pthread_self(), "gh-worker");
     event_base_dispatch(w->base);
     return NULL;
 }

@@ -669,6 +669,8 @@ static void wait_for_work(void)
 static void *writer_main(void *arg)
 {
     chain_t *c = &g_audit.chain;
+    /* Named, so that top -H, perf and bench/logging can tell the threads apart. */
+    (void)pthread_setname_np(pthread_self(), "gh-audit");
     for (;;) {
         pthread_mutex_lock(&g_audit.mu);
         wait_for_work();

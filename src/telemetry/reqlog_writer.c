@@ -475,6 +475,8 @@ static void retention_full(writer_t *w, double wall, int keep_days, int content_
 static void *writer_main(void *arg)
 {
     writer_t *w = arg;
+    /* Named, so that top -H, perf and bench/logging can tell the threads apart. */
+    (void)pthread_setname_np(pthread_self(), "gh-reqlog");
 
     pthread_mutex_lock(&q.lock);
     for (;;) {
