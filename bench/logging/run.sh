@@ -14,7 +14,10 @@
 #
 # Environment: BENCH_SECONDS (one measured run, default 5), BENCH_ROUNDS (default 3),
 # BENCH_CONNECTIONS (default 32), BENCH_SCENARIOS (default "small medium"), GATEHOUSE_BIN
-# (default build/gatehouse), BENCH_KEEP=1 keeps the data directories, BENCH_PROFILE=1 adds one
+# (default build/gatehouse), GATEHOUSE_BEFORE_BIN (another build, for example the previous
+# release: its three configurations run in the same rounds as before_off, before_logs and
+# before_logs_audit, so that before and after are measured side by side), BENCH_KEEP=1 keeps
+# the data directories, BENCH_PROFILE=1 adds one
 # run per configuration under `perf record -e cpu-clock` (a software clock, which works in VMs
 # without hardware counters) and prints where gatehouse's CPU time goes, by thread and symbol.
 # Everything listens on 127.0.0.1; every load run stops by itself.
@@ -30,9 +33,18 @@ GATEHOUSE="${GATEHOUSE_BIN:-$ROOT/build/gatehouse}"
 case "$GATEHOUSE" in /*) ;; *) GATEHOUSE="$ROOT/$GATEHOUSE" ;; esac
 MOCK="$ROOT/build/bench/gatehouse-mock"
 CONFIGS="off logs logs_audit"
+declare -A BIN=([off]="$GATEHOUSE" [logs]="$GATEHOUSE" [logs_audit]="$GATEHOUSE")
+if [ -n "${GATEHOUSE_BEFORE_BIN:-}" ]; then
+    BEFORE="$GATEHOUSE_BEFORE_BIN"
+    case "$BEFORE" in /*) ;; *) BEFORE="$ROOT/$BEFORE" ;; esac
+    [ -x "$BEFORE" ] || { echo "no gatehouse at $BEFORE" >&2; exit 1; }
+    CONFIGS="before_off before_logs before_logs_audit $CONFIGS"
+    BIN+=([before_off]="$BEFORE" [before_logs]="$BEFORE" [before_logs_audit]="$BEFORE")
+fi
 
 MOCK_PORT=18811
-declare -A PORT=([off]=18812 [logs]=18813 [logs_audit]=18814)
+declare -A PORT=([off]=18812 [logs]=18813 [logs_audit]=18814 [before_off]=18815
+    [before_logs]=18816 [before_logs_audit]=18817)
 
 log() { printf '[bench-logging %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -103,7 +115,7 @@ mock_params() {
 
 write_config() {
     local cfg=$1 scenario=$2 file=$3 logs=false audit=false
-    case "$cfg" in
+    case "${cfg#before_}" in
         logs) logs=true ;;
         logs_audit) logs=true audit=true ;;
     esac
@@ -129,6 +141,30 @@ EOF
 CLK_TCK="$(getconf CLK_TCK)"
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# Nanoseconds on a CPU per thread, as "tid name ns" lines (schedstat: exact, where the ticks of
+# /proc/<pid>/stat are 10 ms). gatehouse names its threads gh-worker, gh-reqlog and gh-audit;
+# older builds left them all "gatehouse".
+thread_ns() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        printf '%s %s %s\n' "${t##*/}" "$(cat "$t/comm")" "$(cut -d' ' -f1 "$t/schedstat")"
+    done
+}
+
+# {"worker": s, "writers": s, "gh-reqlog": s, ...}: CPU seconds per thread between two
+# thread_ns snapshots. The worker is the busiest thread (there is one, --threads 1); "writers"
+# is every other thread (the writers; the main thread only waits).
+thread_split() {
+    awk 'NR == FNR {a[$1] = $3; next} {d[$1] = $3 - a[$1]; n[$1] = $2}
+        END {
+            for (t in d) if (w == "" || d[t] > d[w]) w = t
+            o = 0; for (t in d) if (t != w) o += d[t]
+            printf "{\"worker\":%.4f,\"writers\":%.4f", d[w] / 1e9, o / 1e9
+            for (t in d) if (t != w && n[t] ~ /^gh-(reqlog|audit)$/) printf ",\"%s\":%.4f", n[t], d[t] / 1e9
+            printf "}"
+        }' "$1" "$2"
+}
+
 metric() { # port name -> value (0 when absent)
     curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2; found=1} END {if (!found) print 0}'
 }
@@ -148,7 +184,7 @@ for scenario in $SCENARIOS; do
         d="$WORK/$scenario-$cfg"
         mkdir -p "$d"
         write_config "$cfg" "$scenario" "$d/config.json"
-        (cd "$d" && exec $CORE_SUT "$GATEHOUSE" serve --config config.json --host 127.0.0.1 \
+        (cd "$d" && exec $CORE_SUT "${BIN[$cfg]}" serve --config config.json --host 127.0.0.1 \
             --port "${PORT[$cfg]}" --threads 1 --data-dir ./data --log-level warn 2>"$d/stderr.log") &
         GPID[$cfg]=$!
         PIDS+=($!)
@@ -160,12 +196,15 @@ for scenario in $SCENARIOS; do
     for round in $(seq 1 "$ROUNDS"); do
         for cfg in $CONFIGS; do
             t0="$(cpu_ticks "${GPID[$cfg]}")"
+            thread_ns "${GPID[$cfg]}" >"$WORK/threads0"
             line="$($CORE_LOAD wrk -t1 -c"$CONNS" -d"${SECONDS_PER_RUN}s" --latency -s "$HERE/post.lua" \
                 "http://127.0.0.1:${PORT[$cfg]}/v1/chat/completions" -- "$WORK/body-$scenario.json" |
                 sed -n 's/^RESULT //p')"
             sleep 1 # the writers finish what the run queued; their CPU time counts too
             t1="$(cpu_ticks "${GPID[$cfg]}")"
-            line="${line%\}},\"cpu_s\":$(awk -v a="$t0" -v b="$t1" -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / hz}')}"
+            thread_ns "${GPID[$cfg]}" >"$WORK/threads1"
+            line="${line%\}},\"cpu_s\":$(awk -v a="$t0" -v b="$t1" -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / hz}')"
+            line="$line,\"threads_s\":$(thread_split "$WORK/threads0" "$WORK/threads1")}"
             log "$scenario $cfg round $round: $line"
             printf '{"scenario":"%s","config":"%s","round":%d,"run":%s}\n' "$scenario" "$cfg" "$round" "$line" >>"$RESULTS"
         done
