@@ -22,6 +22,8 @@ void sandbox_frame_reader_init(sandbox_frame_reader_t *r)
 
 void sandbox_frame_reader_free(sandbox_frame_reader_t *r)
 {
+    if (r->buf != NULL)
+        explicit_bzero(r->buf, r->cap);
     free(r->buf);
     memset(r, 0, sizeof(*r));
 }
@@ -39,9 +41,16 @@ static int reserve(sandbox_frame_reader_t *r, size_t n)
     size_t cap = r->cap ? r->cap : 4096;
     while (cap < r->len + n + 1)
         cap *= 2;
-    unsigned char *grown = realloc(r->buf, cap);
+    /* Not realloc: the old block is wiped before it is freed, so no script's bytes are left in
+     * freed memory of the zygote, which every later child inherits. */
+    unsigned char *grown = malloc(cap);
     if (grown == NULL)
         return -1;
+    if (r->buf != NULL) {
+        memcpy(grown, r->buf, r->len);
+        explicit_bzero(r->buf, r->cap);
+        free(r->buf);
+    }
     r->buf = grown;
     r->cap = cap;
     return 0;

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -169,6 +170,8 @@ static void handle_run(zygote_t *z, json_t *msg, const char *text, size_t len, i
         sandbox_log("crit", "run %lld: out of memory tracking child %d; killed it", (long long)id,
                     (int)pid);
         kill(-pid, SIGKILL);
+        kill(pid, SIGKILL);
+        send_exited(z, id, SIGKILL, "out of memory in the sandbox");
         return;
     }
     send_json(z, json_pack("{s:s, s:I, s:i}", "op", "started", "id", id, "pid", (int)pid));
@@ -275,8 +278,13 @@ static int read_control_once(zygote_t *z)
     const char *body;
     size_t len;
     sandbox_frame_result_t rc = sandbox_frame_reader_next(&z->reader, &body, &len);
-    if (rc == SANDBOX_FRAME_READY)
+    explicit_bzero(buf, (size_t)n);
+    if (rc == SANDBOX_FRAME_READY) {
         handle_frame(z, body, len, take_frame_fd(z));
+        /* The next child is forked from this memory: no script outlives its run in it. The
+         * reader never holds bytes past this frame, and its header's room is wiped too. */
+        explicit_bzero((char *)body, len + 4);
+    }
     if (rc == SANDBOX_FRAME_ERROR) {
         sandbox_log("error", "control frame over %zu bytes; closing", SANDBOX_FRAME_MAX);
         return -1;
@@ -339,9 +347,24 @@ static int send_ready(zygote_t *z)
                                   ns, "seccomp", z->conf->seccomp));
 }
 
+/* jansson's allocations wiped when freed: a run message's code and names must not linger in
+ * the zygote's heap, which every later child inherits. */
+static void *wiping_malloc(size_t n)
+{
+    return malloc(n);
+}
+
+static void wiping_free(void *p)
+{
+    if (p != NULL)
+        explicit_bzero(p, malloc_usable_size(p));
+    free(p);
+}
+
 int sandbox_zygote_run(int ctl_fd, const sandbox_confinement_t *conf)
 {
     zygote_t z = {.ctl = ctl_fd, .conf = conf};
+    json_set_alloc_funcs(wiping_malloc, wiping_free);
     sandbox_frame_reader_init(&z.reader);
 
     sigset_t chld;

@@ -333,6 +333,14 @@ describe('sandbox escape suite', () => {
         assert.equal(r.frame.result, 'after');
     });
 
+    test('nothing of one execution reaches the next', async () => {
+        const first = await d.run({ code: "import json\njson.leak = 'secret'\nt.leak = 1" });
+        assert.equal(first.frame.status, 'runtime'); // server objects are read-only
+        assert.equal(first.frame.error.type, 'AttributeError');
+        const second = await d.run({ code: "import json\nresult = [hasattr(json, 'leak'), hasattr(t, 'leak')]" });
+        assert.deepEqual(second.frame.result, [false, false]);
+    });
+
     test('after every case the zygote still runs a benign script', async () => {
         assertBenign(await d.run(BENIGN));
     });
