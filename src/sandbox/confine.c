@@ -3,6 +3,7 @@
  *
  * Order matters and is chosen so that each step still has what it needs:
  *   1. setsid, so the zygote can kill the whole process group, and a clean signal mask;
+ *      (after step 4) death with the zygote (PR_SET_PDEATHSIG);
  *   2. the execution socket moved to fd 3, every other descriptor closed but stderr (kept for
  *      the log lines of the steps below, closed just before seccomp);
  *   3. an empty environment;
@@ -85,6 +86,17 @@ static int drop_root(const sandbox_confinement_t *c)
         return -1;
     /* setuid cleared dumpability, which makes /proc/self/uid_map root's: step 5 writes it. */
     prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    return 0;
+}
+
+/* A child must not outlive the zygote (killed, or crashed): SIGKILL when it dies. Set after
+ * the uid change, which clears it; the user namespace keeps it. */
+static int die_with_zygote(const sandbox_confinement_t *c)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+        return -1;
+    if (getppid() != c->zygote) /* it died before the line above */
+        return -1;
     return 0;
 }
 
@@ -250,6 +262,8 @@ int sandbox_confine(const sandbox_confinement_t *c, int exec_fd, const sandbox_l
         return -1;
     if (drop_root(c) != 0)
         return -1;
+    if (die_with_zygote(c) != 0)
+        return -1;
     if (enter_namespaces(c) != 0)
         return -1;
 
@@ -389,6 +403,7 @@ void sandbox_probe(sandbox_confinement_t *c)
         0,
     };
     memset(c, 0, sizeof(*c));
+    c->zygote = getpid();
     find_nobody(c);
 
     c->seccomp = true;

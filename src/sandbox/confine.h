@@ -35,6 +35,7 @@ typedef struct sandbox_confinement {
     bool seccomp; /* a filter could be loaded at the probe */
     uid_t uid;    /* whom a child runs as when the zygote is root (nobody) */
     gid_t gid;
+    pid_t zygote; /* the zygote's pid: a child dies with it */
 } sandbox_confinement_t;
 
 /* Forks throw-away children to find which namespaces and whether seccomp work here, and which

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -365,6 +366,10 @@ int sandbox_zygote_run(int ctl_fd, const sandbox_confinement_t *conf)
 {
     zygote_t z = {.ctl = ctl_fd, .conf = conf};
     json_set_alloc_funcs(wiping_malloc, wiping_free);
+    /* A script process whose pid-namespace parent died is orphaned; as subreaper the zygote
+     * reaps it (the reap loop ignores pids it does not know), so no zombie is left to a host
+     * init that may not reap (gatehouse as pid 1 of a container). */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     sandbox_frame_reader_init(&z.reader);
 
     sigset_t chld;

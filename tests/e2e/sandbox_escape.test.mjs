@@ -67,6 +67,10 @@ function startDriver() {
             child.stdin.write(JSON.stringify(full) + '\n');
             return done;
         },
+        killSandbox() {
+            child.stdin.write(JSON.stringify({ kill_sandbox: true }) + '\n');
+            return exited;
+        },
         raw(text) {
             child.stdin.write(JSON.stringify({ raw: text }) + '\n');
         },
@@ -269,10 +273,11 @@ function assertBenign(r) {
     assert.deepEqual(r.calls.map((c) => `${c.server}.${c.tool}`), ['t.add', 't.add', 't.add', 't.echo']);
 }
 
+// Running, that is: a zombie waiting for whoever inherited it to reap it counts as gone.
 const alive = (pid) => {
     try {
-        process.kill(pid, 0);
-        return true;
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
     } catch {
         return false;
     }
@@ -371,6 +376,25 @@ describe('sandbox concurrency', () => {
         });
         assert.equal(new Set(results.map((r) => r.pid)).size, 50, 'each run in its own child');
         assert.deepEqual(await d.close(), { sandbox_exit: { code: 0 } });
+    });
+});
+
+describe('sandbox lifecycle', () => {
+    test('children die with the zygote', async () => {
+        const d = startDriver();
+        await d.ready;
+        // Two busy children, one a CPU loop and one asleep, then the zygote is SIGKILLed.
+        d.run({ code: 'while True:\n    pass', limits: { ...LIMITS, cpu_s: 60 } });
+        d.run({ code: 'import time\ntime.sleep(60)' });
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        const lost = await d.killSandbox();
+        assert.equal(lost.sandbox_lost, true);
+        assert.equal(lost.pids.length, 2);
+        const deadline = Date.now() + 5000;
+        while (lost.pids.some(alive) && Date.now() < deadline) {
+            await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        assert.deepEqual(lost.pids.filter(alive), []);
     });
 });
 

@@ -11,12 +11,14 @@
  *    "kill_after_ms":M (optional: send "kill" then, as the gateway's wall clock would),
  *    "no_socket":true (optional: send the run without an execution socket)}
  *   {"raw":"..."} sends the text as one control frame as it is (protocol robustness).
+ *   {"kill_sandbox":true} SIGKILLs the sandbox (its children must die with it).
  * stdout, one JSON object per line:
  *   {"ready":{...}} once, first;
  *   {"id":N,"pid":P,"frame":<done or analysis frame or null>,"calls":[<call frames>],
  *    "exited":{...},"killed":bool,"ms":T} when the zygote reports the child exited;
  *   {"sandbox_exit":{"code":C}} or {"signal":S} after stdin closed and every job ended;
- *   {"sandbox_lost":true} when the sandbox closed the control socket first.
+ *   {"sandbox_lost":true,"pids":[...]} when the sandbox closed the control socket first, with
+ *   the pids of the children it had started and not reported exited.
  *
  * The tools it answers for every server: echo(**args) returns args, fail(message=...) fails
  * with that message, add(a=, b=) returns a+b; any other tool fails with "unknown tool".
@@ -205,6 +207,10 @@ static void finish_job(job_t *j, json_t *exited)
 
 static void start_job(json_t *in)
 {
+    if (json_is_true(json_object_get(in, "kill_sandbox"))) {
+        kill(sandbox_pid, SIGKILL);
+        return;
+    }
     json_t *raw = json_object_get(in, "raw");
     if (json_is_string(raw)) {
         if (sandbox_frame_write(ctl, json_string_value(raw), json_string_length(raw)) != 0)
@@ -400,7 +406,11 @@ int main(int argc, char **argv)
                     read_exec(&jobs[k]);
         }
         if (p[0].revents && !read_control()) {
-            print_json(json_pack("{s:b}", "sandbox_lost", 1));
+            json_t *pids = json_array();
+            for (size_t i = 0; i < n_jobs; i++)
+                if (jobs[i].pid != NULL)
+                    json_array_append(pids, jobs[i].pid);
+            print_json(json_pack("{s:b, s:o}", "sandbox_lost", 1, "pids", pids));
             break;
         }
         if (p[1].revents && !read_stdin())
