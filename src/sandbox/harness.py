@@ -171,8 +171,13 @@ def _to_json(value, depth=0):
     return _clean_str(repr(value))
 
 
+# Bound now, so that a script replacing json.dumps for its own use does not break the frames.
+_json_dumps = json.dumps
+_json_loads = json.loads
+
+
 def _dumps(obj):
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return _json_dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 # ---- tool calls ------------------------------------------------------------------------------
@@ -184,7 +189,7 @@ _call_cap = 1 << 24  # set from the run's limits by child_main
 def _call_tool(server, tool, kwargs):
     global _seq
     try:
-        args = json.loads(_dumps(_to_json(kwargs)))
+        args = _json_loads(_dumps(_to_json(kwargs)))
     except (TypeError, ValueError) as e:
         raise TypeError("arguments of %s.%s() cannot be sent as JSON: %s" % (server, tool, e))
     _seq += 1
@@ -195,7 +200,7 @@ def _call_tool(server, tool, kwargs):
         raise ValueError("arguments of %s.%s() are too large to send (%d bytes of JSON, at most %d)"
                          % (server, tool, size, _call_cap))
     _gatehouse.send(text)
-    reply = json.loads(_gatehouse.recv())
+    reply = _json_loads(_gatehouse.recv())
     if not isinstance(reply, dict) or reply.get("type") != "return" or reply.get("seq") != seq:
         raise _gatehouse.ProtocolError("unexpected answer to tool call %d" % seq)
     if reply.get("ok"):
@@ -257,7 +262,13 @@ def _script_globals(servers, out):
             sep = " "
         if end is None:
             end = "\n"
-        out.write(sep.join(str(a) for a in args) + end)
+        if not isinstance(sep, str) or not isinstance(end, str):
+            raise TypeError("sep and end must be None or strings")
+        text = sep.join(str(a) for a in args) + end
+        if file is None or file is out or file is sys.__stdout__ or file is sys.__stderr__:
+            out.write(text)
+        else:
+            file.write(text)  # print(..., file=io.StringIO()) builds a string, as usual
 
     script_builtins["print"] = script_print
     g = {"__name__": "__main__", "__builtins__": script_builtins, "ToolError": ToolError,
@@ -296,11 +307,11 @@ def _hint(exc, servers):
         if servers:
             return "servers available: " + ", ".join(sorted(servers))
         return "no servers are available to this script"
-    if isinstance(exc, AttributeError) and str(exc).startswith("server "):
+    if isinstance(exc, AttributeError) and _message(exc).startswith("server "):
         for name, tools in servers.items():
-            if str(exc).startswith("server %r" % name):
+            if _message(exc).startswith("server %r" % name):
                 return "tools of %s: %s" % (name, ", ".join(tools))
-    if isinstance(exc, TypeError) and "keyword arguments only" in str(exc):
+    if isinstance(exc, TypeError) and "keyword arguments only" in _message(exc):
         return "call tools with keyword arguments: server.tool(name=value, ...)"
     if isinstance(exc, ToolError):
         return "the tool reported an error; catch ToolError to handle it in the script"
@@ -309,8 +320,17 @@ def _hint(exc, servers):
     return None
 
 
+def _message(exc):
+    """str(exc), even for an exception whose __str__ raises or returns something else."""
+    try:
+        text = str(exc)
+        return _clean_str(text) if isinstance(text, str) else "<unprintable>"
+    except BaseException:
+        return "<unprintable %s>" % type(exc).__name__
+
+
 def _error(exc, line, hint):
-    err = {"type": type(exc).__name__, "message": _clean_str(str(exc)), "line": line}
+    err = {"type": type(exc).__name__, "message": _message(exc), "line": line}
     if hint:
         err["hint"] = hint
     return err
@@ -496,7 +516,7 @@ def _frame_text(frame, limits):
 def child_main(run_text):
     """Runs one script in a confined child; returns the exit code."""
     _lock_imports()
-    msg = json.loads(run_text)
+    msg = _json_loads(run_text)
     servers = _servers(msg)
     limits = _limits(msg)
     global _call_cap

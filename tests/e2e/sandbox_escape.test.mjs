@@ -346,6 +346,29 @@ describe('sandbox escape suite', () => {
         assert.deepEqual(second.frame.result, [false, false]);
     });
 
+    test('the harness survives a script that breaks what it uses', async () => {
+        const r = await d.run({
+            code: lines('import json', "json.dumps = json.loads = lambda *a, **k: 'broken'",
+                'class Nasty(Exception):', '    def __str__(self):', "        raise ValueError('no')",
+                "x = t.echo(k=[1])", 'raise Nasty()'),
+        });
+        assert.equal(r.frame.status, 'runtime');
+        assert.equal(r.frame.error.type, 'Nasty');
+        assert.equal(r.frame.error.message, '<unprintable Nasty>');
+        assert.equal(r.frame.error.line, 7);
+        assert.deepEqual(r.calls.map((c) => c.args), [{ k: [1] }]);
+    });
+
+    test('print(file=...) writes to that file, as in Python', async () => {
+        const r = await d.run({
+            code: lines('import io', 'buf = io.StringIO()', "print('a', 'b', sep='-', file=buf)",
+                "print('shown')", 'result = buf.getvalue()'),
+        });
+        assert.equal(r.frame.status, 'ok');
+        assert.equal(r.frame.output, 'shown\n');
+        assert.equal(r.frame.result, 'a-b\n');
+    });
+
     test('after every case the zygote still runs a benign script', async () => {
         assertBenign(await d.run(BENIGN));
     });
