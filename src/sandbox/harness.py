@@ -516,19 +516,22 @@ def _frame_text(frame, limits):
 def child_main(run_text):
     """Runs one script in a confined child; returns the exit code."""
     _lock_imports()
-    msg = _json_loads(run_text)
-    servers = _servers(msg)
-    limits = _limits(msg)
-    global _call_cap
-    _call_cap = _frame_cap(limits)
-    if msg.get("mode") == "analyze":
-        frame = _analyze(msg, servers)
-    else:
-        frame = _execute(msg, servers, limits)
     try:
+        msg = _json_loads(run_text)
+        servers = _servers(msg)
+        limits = _limits(msg)
+        global _call_cap
+        _call_cap = _frame_cap(limits)
+        if msg.get("mode") == "analyze":
+            frame = _analyze(msg, servers)
+        else:
+            frame = _execute(msg, servers, limits)
         text = _frame_text(frame, limits)
     except MemoryError:
-        _gatehouse.send_limit("MemoryError", "memory limit reached while sending the answer")
+        # The limit was reached outside the script (compiling a huge one, or the answer).
+        msg = frame = None
+        gc.collect()
+        _gatehouse.send_limit("MemoryError", "memory limit reached outside the script")
         return 0
     _gatehouse.send(text)
     return 0

@@ -57,25 +57,29 @@ static PyObject *gh_recv(PyObject *self, PyObject *unused)
     return text;
 }
 
-/* send_limit(type, message): a "done" frame with status "limit" built without allocating, for
- * when the interpreter is out of memory. Both strings are the harness's own constants. */
-static PyObject *gh_send_limit(PyObject *self, PyObject *args)
+/* A "done" frame with status "limit", built without allocating, for when the interpreter is
+ * out of memory. Both strings are the caller's constants: short, no quote or backslash. */
+static int send_limit_frame(const char *type, const char *message)
 {
-    const char *type, *message;
-    if (!PyArg_ParseTuple(args, "ss", &type, &message))
-        return NULL;
     static char frame[512];
     int n = snprintf(frame, sizeof(frame),
                      "{\"type\":\"done\",\"status\":\"limit\",\"output\":\"\","
                      "\"output_truncated\":false,\"result\":null,\"error\":{\"type\":\"%s\","
                      "\"message\":\"%s\",\"line\":0}}",
                      type, message);
-    if (n < 0 || (size_t)n >= sizeof(frame) || strpbrk(type, "\"\\") || strpbrk(message, "\"\\")) {
-        PyErr_SetString(PyExc_ValueError, "send_limit: strings must be short and plain");
+    if (n < 0 || (size_t)n >= sizeof(frame) || strpbrk(type, "\"\\") || strpbrk(message, "\"\\"))
+        return -1;
+    return sandbox_frame_write(SANDBOX_EXEC_FD, frame, (size_t)n);
+}
+
+/* send_limit(type, message): send_limit_frame for the harness. */
+static PyObject *gh_send_limit(PyObject *self, PyObject *args)
+{
+    const char *type, *message;
+    if (!PyArg_ParseTuple(args, "ss", &type, &message))
         return NULL;
-    }
-    if (sandbox_frame_write(SANDBOX_EXEC_FD, frame, (size_t)n) != 0) {
-        PyErr_SetString(protocol_error, "writing to the gateway failed");
+    if (send_limit_frame(type, message) != 0) {
+        PyErr_SetString(protocol_error, "send_limit: writing to the gateway failed");
         return NULL;
     }
     Py_RETURN_NONE;
@@ -217,17 +221,26 @@ void sandbox_py_after_fork_child(void)
 
 /* ---- a child's one call ---------------------------------------------------------------------- */
 
+/* The harness could not finish: out of memory is still an answer the gateway can give. */
+static int harness_failed(void)
+{
+    int out_of_memory = PyErr_ExceptionMatches(PyExc_MemoryError);
+    PyErr_Clear();
+    if (out_of_memory &&
+        send_limit_frame("MemoryError", "memory limit reached outside the script") == 0)
+        return 0;
+    return SANDBOX_PY_EXIT_HARNESS;
+}
+
 int sandbox_py_child_main(const char *run_text, size_t run_len)
 {
     PyObject *text = PyUnicode_DecodeUTF8(run_text, (Py_ssize_t)run_len, "replace");
     if (text == NULL)
-        return SANDBOX_PY_EXIT_HARNESS;
+        return harness_failed();
     PyObject *rc = PyObject_CallOneArg(child_main_fn, text);
     Py_DECREF(text);
-    if (rc == NULL) {
-        PyErr_Clear();
-        return SANDBOX_PY_EXIT_HARNESS;
-    }
+    if (rc == NULL)
+        return harness_failed();
     long code = PyLong_AsLong(rc);
     Py_DECREF(rc);
     return code == 0 ? 0 : SANDBOX_PY_EXIT_HARNESS;

@@ -182,6 +182,13 @@ const CASES = [
         assert.equal(r.frame.status, 'limit');
         assert.equal(r.frame.error.type, 'MemoryError');
     }],
+    ['a script too large to compile within the memory limit', {
+        code: `x = [${Array(300000).fill('1').join(',')}]`, limits: { ...LIMITS, memory_mb: 30 },
+    }, (r) => {
+        assert.equal(r.exited.code, 0);
+        assert.equal(r.frame.status, 'limit');
+        assert.equal(r.frame.error.type, 'MemoryError');
+    }],
     ['deep recursion', { code: 'def f(n):\n    return f(n + 1)\nf(0)' }, (r) => {
         assert.equal(r.frame.status, 'limit');
         assert.equal(r.frame.error.type, 'RecursionError');
