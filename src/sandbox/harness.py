@@ -229,7 +229,7 @@ class _Server:
             object.__setattr__(self, tool, _make_method(name, tool))
 
     def __getattr__(self, attr):
-        raise AttributeError("server %r has no tool %r" % (self._name, attr))
+        raise AttributeError("server %r has no tool %r" % (self._name, attr), name=attr, obj=self)
 
     def __setattr__(self, attr, value):
         raise AttributeError("server %r is read-only" % self._name)
@@ -297,6 +297,11 @@ def _script_line(tb):
     return line
 
 
+def _did_you_mean(name, names):
+    close = difflib.get_close_matches(name, list(names), n=1) if isinstance(name, str) else []
+    return "did you mean %s? " % close[0] if close else ""
+
+
 def _hint(exc, servers):
     if isinstance(exc, ImportError):
         return _HINT_MODULES
@@ -305,12 +310,14 @@ def _hint(exc, servers):
         if name in _REMOVED_BUILTINS:
             return "the sandbox has no files or terminal; return data through result or print()"
         if servers:
-            return "servers available: " + ", ".join(sorted(servers))
+            return _did_you_mean(name, servers) + "servers available: " + \
+                ", ".join(sorted(servers))
         return "no servers are available to this script"
     if isinstance(exc, AttributeError) and _message(exc).startswith("server "):
         for name, tools in servers.items():
             if _message(exc).startswith("server %r" % name):
-                return "tools of %s: %s" % (name, ", ".join(tools))
+                return _did_you_mean(getattr(exc, "name", None), tools) + \
+                    "tools of %s: %s" % (name, ", ".join(tools))
     if isinstance(exc, TypeError) and "keyword arguments only" in _message(exc):
         return "call tools with keyword arguments: server.tool(name=value, ...)"
     if isinstance(exc, ToolError):

@@ -376,6 +376,17 @@ describe('sandbox escape suite', () => {
         assert.equal(r.frame.result, 'a-b\n');
     });
 
+    test('hints name the close match among servers and tools', async () => {
+        const server = await d.run({ code: 'x = 1\ntt.echo(a=1)' });
+        assert.equal(server.frame.error.type, 'NameError');
+        assert.equal(server.frame.error.line, 2);
+        assert.equal(server.frame.error.hint, 'did you mean t? servers available: t');
+        const tool = await d.run({ code: 't.ecko(a=1)' });
+        assert.equal(tool.frame.error.type, 'AttributeError');
+        assert.equal(tool.frame.error.message, "server 't' has no tool 'ecko'");
+        assert.equal(tool.frame.error.hint, 'did you mean echo? tools of t: echo, add, fail');
+    });
+
     test('after every case the zygote still runs a benign script', async () => {
         assertBenign(await d.run(BENIGN));
     });
