@@ -188,6 +188,8 @@ _call_cap = 1 << 24  # set from the run's limits by child_main
 
 def _call_tool(server, tool, kwargs):
     global _seq
+    if _gatehouse.stream_broken():
+        raise MemoryError("an earlier tool answer was lost to the memory limit; no more calls")
     try:
         args = _json_loads(_dumps(_to_json(kwargs)))
     except (TypeError, ValueError) as e:

@@ -7,6 +7,7 @@
 
 #include "sandbox/pyhost.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,15 +39,33 @@ static PyObject *gh_send(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* After an answer too large for the memory limit the stream is out of step (the rest of that
+ * frame is still unread), so no further call may be made. Sending the last frame still works. */
+static int stream_broken;
+
+/* stream_broken() -> bool */
+static PyObject *gh_stream_broken(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(stream_broken);
+}
+
 /* recv() -> str: blocks for one frame from the gateway. */
 static PyObject *gh_recv(PyObject *self, PyObject *unused)
 {
     char *body = NULL;
     size_t len = 0;
-    sandbox_frame_result_t rc;
-    Py_BEGIN_ALLOW_THREADS rc = sandbox_frame_read(SANDBOX_EXEC_FD, &body, &len);
-    Py_END_ALLOW_THREADS if (rc != SANDBOX_FRAME_READY)
-    {
+    if (stream_broken) {
+        PyErr_SetString(protocol_error, "an earlier answer was lost to the memory limit");
+        return NULL;
+    }
+    /* The GIL stays held: the child has one thread, and could not start another. */
+    errno = 0;
+    sandbox_frame_result_t rc = sandbox_frame_read(SANDBOX_EXEC_FD, &body, &len);
+    if (rc == SANDBOX_FRAME_ERROR && errno == ENOMEM) {
+        stream_broken = 1;
+        return PyErr_NoMemory();
+    }
+    if (rc != SANDBOX_FRAME_READY) {
         PyErr_SetString(protocol_error, rc == SANDBOX_FRAME_EOF
                                             ? "the gateway closed the socket"
                                             : "reading from the gateway failed");
@@ -88,6 +107,7 @@ static PyObject *gh_send_limit(PyObject *self, PyObject *args)
 static PyMethodDef gh_methods[] = {
     {"send", gh_send, METH_O, "send(text): one frame to the gateway"},
     {"recv", gh_recv, METH_NOARGS, "recv() -> str: one frame from the gateway"},
+    {"stream_broken", gh_stream_broken, METH_NOARGS, "an answer was lost to the memory limit"},
     {"send_limit", gh_send_limit, METH_VARARGS, "a done frame with status limit, no allocation"},
     {NULL, NULL, 0, NULL},
 };

@@ -189,6 +189,22 @@ const CASES = [
         assert.equal(r.frame.status, 'limit');
         assert.equal(r.frame.error.type, 'MemoryError');
     }],
+    ['a tool answer larger than the memory limit', {
+        code: lines('try:', '    x = t.big(size=15000000)', 'except MemoryError:', '    pass',
+            't.echo(a=1)'),
+        servers: { t: ['big', 'echo'] }, limits: { ...LIMITS, memory_mb: 32 },
+    }, (r) => {
+        // Whether the answer could not even be read (the stream is then out of step, and no
+        // further call is made) or could not be decoded, the script ends within its limit.
+        assert.equal(r.exited.code, 0);
+        assert.ok(['ok', 'limit'].includes(r.frame.status), JSON.stringify(r.frame));
+        if (r.frame.status === 'limit') {
+            assert.equal(r.frame.error.type, 'MemoryError');
+            assert.deepEqual(r.calls.map((c) => c.tool), ['big']);
+        } else {
+            assert.deepEqual(r.calls.map((c) => c.tool), ['big', 'echo']);
+        }
+    }],
     ['deep recursion', { code: 'def f(n):\n    return f(n + 1)\nf(0)' }, (r) => {
         assert.equal(r.frame.status, 'limit');
         assert.equal(r.frame.error.type, 'RecursionError');

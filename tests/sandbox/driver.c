@@ -21,7 +21,8 @@
  *   the pids of the children it had started and not reported exited.
  *
  * The tools it answers for every server: echo(**args) returns args, fail(message=...) fails
- * with that message, add(a=, b=) returns a+b; any other tool fails with "unknown tool".
+ * with that message, add(a=, b=) returns a+b, big(size=N) returns a string of N bytes (at most
+ * what fits a frame); any other tool fails with "unknown tool".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -131,6 +132,15 @@ static json_t *answer_call(json_t *call)
         json_object_set_new(reply, "value",
                             json_integer(json_integer_value(json_object_get(args, "a")) +
                                          json_integer_value(json_object_get(args, "b"))));
+    } else if (tool != NULL && strcmp(tool, "big") == 0) {
+        size_t n = (size_t)json_integer_value(json_object_get(args, "size"));
+        n = n > SANDBOX_FRAME_MAX - 100 ? SANDBOX_FRAME_MAX - 100 : n;
+        char *text = malloc(n + 1);
+        memset(text, 'z', n);
+        text[n] = '\0';
+        json_object_set_new(reply, "ok", json_true());
+        json_object_set_new(reply, "value", json_stringn(text, n));
+        free(text);
     } else {
         const char *m = json_string_value(json_object_get(args, "message"));
         json_object_set_new(reply, "ok", json_false());
