@@ -200,6 +200,26 @@ function addedPerRun(fixed) {
   }
 }
 
+// A path's saturation runs of one scenario as one record: the run of median throughput (its
+// latencies), with the median CPU per request, the largest peak RSS, the errors of all runs,
+// and the throughput of each round when there were several.
+function saturationSummary(rs) {
+  if (rs.length === 1) return rs[0];
+  const sorted = [...rs].sort((a, b) => a.rps - b.rps);
+  const mid = sorted[Math.floor(sorted.length / 2)];
+  return {
+    ...mid,
+    rounds: rs.length,
+    rps_range: [sorted[0].rps, sorted[sorted.length - 1].rps],
+    per_round: [...rs].sort((a, b) => a.round - b.round).map((r) => ({ round: r.round, rps: r.rps, cpu_s_per_1k: r.cpu_s_per_1k })),
+    cpu_s_per_1k: median(rs.map((r) => r.cpu_s_per_1k)),
+    cpu_s: rs.reduce((a, r) => a + r.cpu_s, 0) * (mid.seconds / rs.reduce((a, r) => a + r.seconds, 0)),
+    peak_rss_kb: Math.max(...rs.map((r) => r.peak_rss_kb)),
+    errors: rs.reduce((a, r) => a + r.errors, 0),
+    non2xx: rs.reduce((a, r) => a + r.non2xx, 0),
+  };
+}
+
 // The latency phase of one path and scenario: the medians over the rounds, with their range.
 function latencySummary(fixed, p, s) {
   const rs = fixed.filter((r) => r.path === p && r.scenario === s).sort((a, b) => a.round - b.round);
@@ -239,7 +259,13 @@ function build(rawFile, resDirArg, readme) {
   }
   const fixed = runs.filter((r) => r.kind === "fixed");
   addedPerRun(fixed);
-  const sat = (p, s) => runs.find((r) => r.path === p && r.scenario === s && r.kind === "saturation");
+  const satRuns = runs.filter((r) => r.kind === "saturation");
+  const satAgg = new Map();
+  for (const r of satRuns) {
+    const key = `${r.path}|${r.scenario}`;
+    if (!satAgg.has(key)) satAgg.set(key, saturationSummary(satRuns.filter((x) => `${x.path}|${x.scenario}` === key)));
+  }
+  const sat = (p, s) => satAgg.get(`${p}|${s}`);
   const latency = {};
   for (const p of PATHS)
     for (const [s] of SCENARIOS) {
@@ -309,10 +335,18 @@ function evaluateTargets(sat, lat, idle, ghPath) {
   const ghs = sat(ghPath, "small");
   const ngs = sat("nginx", "small");
   const pks = sat("portkey", "small");
+  // The throughput ratio round by round (the two runs of a round seconds apart), when the
+  // saturation runs took turns.
+  const roundRatios = (a, b) => {
+    if (!a?.per_round || !b?.per_round) return "";
+    const rs = a.per_round.map((x) => ratio(x.rps, b.per_round.find((y) => y.round === x.round)?.rps)).filter((x) => x !== null);
+    return rs.length ? `; round by round ${Math.min(...rs).toFixed(2)} to ${Math.max(...rs).toFixed(2)}` : "";
+  };
+  const rpsText = (x) => (x.rps_range ? `${fmtInt(x.rps)} [${fmtInt(x.rps_range[0])}, ${fmtInt(x.rps_range[1])}]` : fmtInt(x.rps));
   if (ghs && pks) {
     const r = ratio(ghs.rps, pks.rps);
     add("throughput at saturation, small chat: gatehouse ≥ 10× Portkey", r === null ? null : Number(r.toFixed(1)),
-      r !== null && r >= 10, `${fmtInt(ghs.rps)} vs ${fmtInt(pks.rps)} req/s`);
+      r !== null && r >= 10, `${rpsText(ghs)} vs ${rpsText(pks)} req/s${roundRatios(ghs, pks)}`);
   }
   if (ghs && ngs) {
     const r = ratio(ghs.rps, ngs.rps);
@@ -320,7 +354,7 @@ function evaluateTargets(sat, lat, idle, ghPath) {
     // their capacity per CPU-second says what each could do with its core to itself.
     const cap = ratio(perCpuSecond(ghs), perCpuSecond(ngs));
     add("throughput at saturation, small chat: gatehouse ≥ 60% of nginx", r === null ? null : Number(r.toFixed(2)),
-      r !== null && r >= 0.6, `${fmtInt(ghs.rps)} vs ${fmtInt(ngs.rps)} req/s; server core busy ${pct(coreUse(ghs))} vs ${pct(coreUse(ngs))}; requests per CPU-second ${fmtInt(perCpuSecond(ghs))} vs ${fmtInt(perCpuSecond(ngs))} (ratio ${cap === null ? "–" : cap.toFixed(2)})`);
+      r !== null && r >= 0.6, `${rpsText(ghs)} vs ${rpsText(ngs)} req/s${roundRatios(ghs, ngs)}; server core busy ${pct(coreUse(ghs))} vs ${pct(coreUse(ngs))}; requests per CPU-second ${fmtInt(perCpuSecond(ghs))} vs ${fmtInt(perCpuSecond(ngs))} (ratio ${cap === null ? "–" : cap.toFixed(2)})`);
   }
   const st = sat(ghPath, "streams1000");
   if (st) {
@@ -337,9 +371,12 @@ function evaluateTargets(sat, lat, idle, ghPath) {
   const tr = lat(ghPath, "small_anthropic");
   if (tr?.added_us && gh?.added_us) {
     const r = ratio(tr.added_us.p50?.median, gh.added_us.p50?.median);
+    const perRound = tr.per_round.map((t) => ratio(t.added_p50, gh.per_round.find((g) => g.round === t.round)?.added_p50))
+      .filter((x) => x !== null);
+    const rr = perRound.length ? `; round by round ${Math.min(...perRound).toFixed(2)} to ${Math.max(...perRound).toFixed(2)}` : "";
     add(`translation (OpenAI in, Anthropic out) < 1.3× pass-through: added p50 at ${fmtInt(tr.rate)} req/s`,
       r === null ? null : Number(r.toFixed(2)), r === null ? null : r < 1.3,
-      `medians: ${signed(tr.added_us.p50?.median)} µs (${range(tr.added_us.p50)}) vs ${signed(gh.added_us.p50?.median)} µs (${range(gh.added_us.p50)})`);
+      `medians: ${signed(tr.added_us.p50?.median)} µs (${range(tr.added_us.p50)}) vs ${signed(gh.added_us.p50?.median)} µs (${range(gh.added_us.p50)})${rr}`);
   }
   const trc = sat(ghPath, "small_anthropic");
   if (trc && ghs) {
@@ -371,7 +408,7 @@ function markdown(machine, plans, idle, targets, sat, lat, overheadPresent) {
   out.push("");
 
   out.push("## Per scenario", "");
-  out.push("Latencies in ms unless marked µs. *sat* = wrk at saturation (32 connections). *core busy* = the server's CPU time over the run's length: below 100%, something else (the load generator and the mock on the other core, other work on the machine) set the pace, not the server. *fixed rate* = the medians over the rounds of the latency phase (h2load at the scenario's rate, given in the heading). *added* = the path's percentile minus that of the direct runs just before and after it, median over the rounds, and in brackets the smallest and largest of the rounds: a range that spans hundreds of µs says the machine's noise is that large. CPU is the server process's user+system time (`/proc/<pid>/stat`), per 1,000 requests at saturation; for the direct path it is the mock's own. Peak RSS is VmHWM during the saturation run. Errors are socket errors + non-2xx answers over all runs.", "");
+  out.push("Latencies in ms unless marked µs. *sat* = wrk at saturation (32 connections); for the small chat, the median of rounds that took turns between the paths, with the smallest and largest round in brackets. *core busy* = the server's CPU time over the run's length: below 100%, something else (the load generator and the mock on the other core, other work on the machine) set the pace, not the server. *fixed rate* = the medians over the rounds of the latency phase (h2load at the scenario's rate, given in the heading). *added* = the path's percentile minus that of the direct runs just before and after it, median over the rounds, and in brackets the smallest and largest of the rounds: a range that spans hundreds of µs says the machine's noise is that large. CPU is the server process's user+system time (`/proc/<pid>/stat`), per 1,000 requests at saturation; for the direct path it is the mock's own. Peak RSS is VmHWM during the saturation run. Errors are socket errors + non-2xx answers over all runs.", "");
   if (overheadPresent)
     out.push("The last column is gatehouse's own `gatehouse_overhead_seconds` histogram (from `GET /metrics`) over the fixed-rate runs: p50 / p99 in µs, median over the rounds.", "");
   else
@@ -401,7 +438,8 @@ function markdown(machine, plans, idle, targets, sat, lat, overheadPresent) {
         return a ? `${signed(a.median)} [${signed(a.min)}, ${signed(a.max)}]` : "–";
       };
       const errs = (s ? s.errors + s.non2xx : 0) + (f ? f.errors : 0);
-      const cells = [LABELS[p], s ? fmtInt(s.rps) : "–", s ? pct(coreUse(s)) : "–", ls, lf, added("p50"), added("p99"),
+      const satRps = s ? (s.rps_range ? `${fmtInt(s.rps)} [${fmtInt(s.rps_range[0])}, ${fmtInt(s.rps_range[1])}]` : fmtInt(s.rps)) : "–";
+      const cells = [LABELS[p], satRps, s ? pct(coreUse(s)) : "–", ls, lf, added("p50"), added("p99"),
         s ? fmt3(s.cpu_s_per_1k) : "–", s ? mib(s.peak_rss_kb) : "–", `${errs}`];
       if (overheadPresent) cells.push(f?.overhead ? `${fmtUs(f.overhead.p50_us)} / ${fmtUs(f.overhead.p99_us)}` : "–");
       out.push(`| ${cells.join(" | ")} |`);

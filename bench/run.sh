@@ -18,27 +18,37 @@
 # side by side on their own ports, each idle while another is measured.
 #
 # Two phases. Saturation: path by path, each scenario under wrk at 32 connections (throughput,
-# CPU per request, peak RSS). Latency: per scenario, short fixed-rate runs that take turns
+# CPU per request, peak RSS); the small chat, which the targets read, in rounds that take turns
+# between the paths instead. Latency: per scenario, short fixed-rate runs that take turns
 # between the paths, round after round, with a direct run between two rounds:
-#   direct, nginx, gatehouse, gatehouse_nolog, direct, nginx, gatehouse, ..., direct
+#   direct, nginx, gatehouse, gatehouse_nolog, direct, gatehouse, gatehouse_nolog, nginx, ...
 # Each run's added latency is its percentile minus that of the direct runs just before and
 # after it; the figures are the medians over the rounds, with their range (bench/README.md).
 #
-# Environment: BENCH_SECONDS (length of a saturation run, default 8), BENCH_LAT_SECONDS (length
-# of a fixed-rate run, default 3), BENCH_LAT_ROUNDS (default 5), BENCH_LAT_RATE (default 1000
-# req/s; lower for a scenario where a path saturates below twice that), BENCH_PATHS (default
-# "direct nginx gatehouse gatehouse_nolog portkey"), BENCH_SKIP_INSTALL=1 (use what is there).
+# Environment: BENCH_SECONDS (length of a saturation run, default 6), BENCH_SAT_ROUNDS (default
+# 3) and BENCH_SAT_ROUND_SECONDS (default 5) for the small chat's saturation rounds,
+# BENCH_LAT_SECONDS (length of a fixed-rate run, default 3), BENCH_LAT_ROUNDS (default 5 for
+# the small chat and its translation, at most 3 for the other scenarios), BENCH_LAT_RATE
+# (default 1000 req/s; lower for a scenario where a path saturates below twice that),
+# BENCH_PATHS (default "direct nginx gatehouse gatehouse_nolog portkey"), BENCH_SKIP_INSTALL=1
+# (use what is there).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
 RES="$BENCH/results"
 TMP="$RES/tmp"
-SECONDS_PER_RUN="${BENCH_SECONDS:-8}"
+SECONDS_PER_RUN="${BENCH_SECONDS:-6}"
 LAT_SECONDS="${BENCH_LAT_SECONDS:-3}"
 LAT_ROUNDS="${BENCH_LAT_ROUNDS:-5}"
+# The scenarios no target reads get fewer rounds, to keep the whole run under 15 minutes.
+LAT_ROUNDS_OTHER=$(( LAT_ROUNDS < 3 ? LAT_ROUNDS : 3 ))
+LAT_TARGET_SCENARIOS="small small_anthropic"
 LAT_RATE="${BENCH_LAT_RATE:-1000}"
 LAT_SKIP_MS=250
+SAT_ROUNDS_SCENARIOS="small small_anthropic"
+SAT_ROUNDS="${BENCH_SAT_ROUNDS:-3}"
+SAT_ROUND_SECONDS="${BENCH_SAT_ROUND_SECONDS:-5}"
 STREAM_SECONDS=12
 PATHS="${BENCH_PATHS:-direct nginx gatehouse gatehouse_nolog portkey}"
 
@@ -290,9 +300,10 @@ metrics_snapshot() {
 }
 
 # saturation PATH SCENARIO URL BODY HEADERS CONNS SECONDS
+# saturation PATH SCENARIO URL BODY HEADERS CONNS SECONDS [ROUND]
 saturation() {
-    local path=$1 name=$2 url=$3 body=$4 headers=$5 conns=$6 secs=$7
-    local tag="$path-$name-sat" out cpu0 cpu1 wall0 wall1 json
+    local path=$1 name=$2 url=$3 body=$4 headers=$5 conns=$6 secs=$7 round=${8:-0}
+    local tag="$path-$name-sat${8:+$8}" out cpu0 cpu1 wall0 wall1 json
     out="$TMP/$tag.wrk"
     metrics_snapshot "$TMP/$tag.metrics0"
     reset_peak
@@ -311,10 +322,11 @@ saturation() {
         json='{"requests":0,"duration_us":1,"errors":{"connect":0,"read":0,"write":0,"status":0,"timeout":0},"latency_us":{}}'
     fi
     jq -c -n --argjson w "$json" --arg path "$path" --arg scen "$name" --argjson conns "$conns" \
-        --argjson cpu "$(( cpu1 - cpu0 ))" --argjson tck "$CLK_TCK" \
+        --argjson cpu "$(( cpu1 - cpu0 ))" --argjson tck "$CLK_TCK" --argjson round "$round" \
         --argjson peak "$(status_kb VmHWM)" --argjson rss "$(status_kb VmRSS)" \
         --arg m0 "$TMP/$tag.metrics0" --arg m1 "$TMP/$tag.metrics1" \
         '{kind: "saturation", path: $path, scenario: $scen, conns: $conns, tool: "wrk",
+          round: $round,
           requests: $w.requests, seconds: ($w.duration_us / 1e6),
           rps: ($w.requests / ($w.duration_us / 1e6)),
           errors: ($w.errors.connect + $w.errors.read + $w.errors.write + $w.errors.timeout),
@@ -421,9 +433,14 @@ start_server() {
     IDLE_START[$path]="$(SUT_PIDS="${SUT_PIDS_OF[$path]}" status_kb VmRSS)"
 }
 
-# Makes the processes of PATH the ones measured, and its /metrics the one scraped.
+# Makes the processes of PATH the ones measured, and its /metrics the one scraped. The list is
+# taken afresh each time: nginx's worker may not have been forked yet when its master started
+# listening.
 measure_path() {
     CURRENT_PATH=$1
+    if [ -n "${SERVER_PID_OF[$1]:-}" ]; then
+        SUT_PIDS_OF[$1]="$(sut_pids "${SERVER_PID_OF[$1]}")"
+    fi
     SUT_PIDS="${SUT_PIDS_OF[$1]}"
 }
 
@@ -457,7 +474,7 @@ request_for() {
 
 # The saturation phase of one path: every scenario of the path under wrk.
 saturate_path() {
-    local path=$1 name params stream tools api paths code first=1
+    local path=$1 name params stream tools api paths code
     measure_path "$path"
     log "== saturation: $path"
     while IFS='|' read -r name params stream tools api paths; do
@@ -469,11 +486,13 @@ saturate_path() {
         if [ "$code" != 200 ]; then
             log "$path/$name: a single request answered $code; see $TMP"
         fi
-        if [ $first -eq 1 ]; then
+        if [ -z "${IDLE_FIRST[$path]:-}" ]; then
             IDLE_FIRST[$path]="$(status_kb VmRSS)"
-            first=0
         fi
 
+        case " $SAT_ROUNDS_SCENARIOS " in
+            *" $name "*) continue ;; # measured in rounds, taking turns (saturation_rounds)
+        esac
         if [ "$name" = streams1000 ]; then
             saturation "$path" "$name" "$REQ_URL" "$REQ_BODY" "$REQ_HEADERS" 1000 "$STREAM_SECONDS"
         else
@@ -484,11 +503,63 @@ saturate_path() {
     done <<< "$SCENARIOS"
 }
 
-# Saturation throughput of PATH in SCENARIO from this run's records, or 0.
+# The saturation runs of the targets' scenarios (the small chat and its translation) take turns
+# between the paths and scenarios, round after round, like the latency runs: the figures are
+# the medians, and the ratio of two paths is also given round by round (report.mjs). A single
+# run per path would compare minutes that see different machines when other work comes and
+# goes.
+saturation_rounds() {
+    local name p r i n pairs=()
+    for name in $SAT_ROUNDS_SCENARIOS; do
+        for p in $(paths_here "$(scenario_line "$name")"); do
+            pairs+=("$p|$name")
+        done
+    done
+    n=${#pairs[@]}
+    log "== saturation: $SAT_ROUNDS_SCENARIOS, $SAT_ROUNDS rounds of $SAT_ROUND_SECONDS s per path"
+    # One request each first: the idle RSS after one request, and no first-use cost in a round.
+    for i in $(seq 0 $(( n - 1 ))); do
+        IFS='|' read -r p name <<< "${pairs[$i]}"
+        warm_path "$p" "$name"
+    done
+    for r in $(seq 1 "$SAT_ROUNDS"); do
+        for i in $(seq 0 $(( n - 1 ))); do
+            IFS='|' read -r p name <<< "${pairs[$(( (i + r - 1) % n ))]}"
+            sat_run "$p" "$name" "$r"
+        done
+    done
+}
+
+# warm_path PATH SCENARIO: one request, and the path's idle RSS after its first request.
+warm_path() {
+    local path=$1 name params stream tools api paths code
+    IFS='|' read -r name params stream tools api paths <<< "$(scenario_line "$2")"
+    measure_path "$path"
+    request_for "$path" "$name" "$params" "$stream" "$tools" "$api"
+    code="$(warm_one "$REQ_URL" "$REQ_BODY" "$REQ_HEADERS")"
+    [ "$code" = 200 ] || log "$path/$name: a single request answered $code; see $TMP"
+    if [ -z "${IDLE_FIRST[$path]:-}" ]; then
+        IDLE_FIRST[$path]="$(status_kb VmRSS)"
+    fi
+}
+
+# sat_run PATH SCENARIO ROUND: one saturation run of a round.
+sat_run() {
+    local path=$1 round=$3 name params stream tools api paths
+    IFS='|' read -r name params stream tools api paths <<< "$(scenario_line "$2")"
+    measure_path "$path"
+    request_for "$path" "$name" "$params" "$stream" "$tools" "$api"
+    saturation "$path" "$name" "$REQ_URL" "$REQ_BODY" "$REQ_HEADERS" 32 "$SAT_ROUND_SECONDS" \
+        "$round"
+    sleep 1
+}
+
+# Saturation throughput of PATH in SCENARIO from this run's records (the median of its
+# rounds), or 0.
 sat_rps_of() {
     jq -rs --arg p "$1" --arg s "$2" \
-        '[.[] | select(.kind == "saturation" and .path == $p and .scenario == $s) | .rps][0]
-         // 0 | floor' "$RAW"
+        '[.[] | select(.kind == "saturation" and .path == $p and .scenario == $s) | .rps] | sort
+         | if length > 0 then .[length / 2 | floor] else 0 end | floor' "$RAW"
 }
 
 # The rate of a scenario's latency runs: LAT_RATE, or half the saturation throughput of the
@@ -518,50 +589,85 @@ latency_plan() {
     LAT_SCEN_RATE=$rate
 }
 
-# The latency phase: per scenario, LAT_ROUNDS rounds of one short fixed-rate run per path,
-# a direct run before every round and after the last, the order of the paths turning by one
-# each round. report.mjs compares each run with the two direct runs around it.
-latency_phase() {
-    local name params stream tools api paths here p r i order n
-    log "== latency: $LAT_ROUNDS rounds of $LAT_SECONDS s runs per path and scenario"
-    while IFS='|' read -r name params stream tools api paths; do
-        [ -n "$name" ] || continue
-        [ "$name" != streams1000 ] || continue
-        here=""
-        for p in $paths; do
-            case " $PATHS " in *" $p "*) here="$here $p" ;; esac
-        done
+# The SCENARIOS line of a scenario.
+scenario_line() {
+    grep "^$1|" <<< "$SCENARIOS" || true
+}
+
+# The paths of a SCENARIOS line that this run measures.
+paths_here() {
+    local p here=""
+    for p in $(cut -d'|' -f6 <<< "$1"); do
+        case " $PATHS " in *" $p "*) here="$here $p" ;; esac
+    done
+    echo "$here"
+}
+
+declare -A LAT_RATE_OF=()
+
+# lat_run PATH SCENARIO ROUND: one fixed-rate run at the scenario's planned rate.
+lat_run() {
+    local path=$1 round=$3 name params stream tools api paths
+    IFS='|' read -r name params stream tools api paths <<< "$(scenario_line "$2")"
+    measure_path "$path"
+    request_for "$path" "$name" "$params" "$stream" "$tools" "$api"
+    fixed_rate "$path" "$name" "$REQ_URL" "$REQ_BODY" "$REQ_HEADERS" "${LAT_RATE_OF[$name]}" \
+        "$LAT_SECONDS" "$round"
+    # gatehouse's request log is written by a thread on the same core: let it finish the run's
+    # rows before another path is measured there.
+    [ "$path" != gatehouse ] || sleep 1
+}
+
+# latency_group "SCENARIO ..." ROUNDS: the fixed-rate runs of these scenarios take turns in the
+# same rounds: each round begins with a direct run per scenario, then one run per proxy and
+# scenario, in an order that turns by one each round; a last direct run per scenario closes.
+# Scenarios that a target compares (the small chat and its translation) share their rounds,
+# so that both see the same machine. report.mjs compares each run with the direct runs of its
+# scenario just before and after it.
+latency_group() {
+    local scens=$1 rounds=$2 name here p r i n pairs=() directs=()
+    for name in $scens; do
+        here="$(paths_here "$(scenario_line "$name")")"
         case " $here " in *" direct "*) ;; *) continue ;; esac
         latency_plan "$name" "$here"
+        LAT_RATE_OF[$name]=$LAT_SCEN_RATE
         jq -c -n --arg s "$name" --argjson rate "$LAT_SCEN_RATE" --arg paths "$LAT_PATHS" \
-            --arg excl "$LAT_EXCLUDED" --argjson rounds "$LAT_ROUNDS" --argjson secs "$LAT_SECONDS" \
+            --arg excl "$LAT_EXCLUDED" --argjson rounds "$rounds" --argjson secs "$LAT_SECONDS" \
             '{kind: "latency_plan", scenario: $s, rate: $rate, rounds: $rounds, seconds: $secs,
               paths: ($paths | split(" ") | map(select(. != ""))),
               excluded: ($excl | split(" ") | map(select(. != "") | split(":")
                          | {path: .[0], saturation_rps: (.[1] | tonumber)}))}' >> "$RAW"
-        log "$name: $LAT_SCEN_RATE req/s; paths:$LAT_PATHS${LAT_EXCLUDED:+; too slow for the rate:$LAT_EXCLUDED}"
-        read -r -a order <<< "$LAT_PATHS"
-        n=${#order[@]}
-        for r in $(seq 1 $(( LAT_ROUNDS + 1 ))); do
-            measure_path direct
-            request_for direct "$name" "$params" "$stream" "$tools" "$api"
-            fixed_rate direct "$name" "$REQ_URL" "$REQ_BODY" "$REQ_HEADERS" "$LAT_SCEN_RATE" \
-                "$LAT_SECONDS" "$r"
-            [ "$r" -le "$LAT_ROUNDS" ] || break
-            for i in $(seq 0 $(( n - 1 ))); do
-                p="${order[$(( (i + r - 1) % n ))]}"
-                sleep 0.3
-                measure_path "$p"
-                request_for "$p" "$name" "$params" "$stream" "$tools" "$api"
-                fixed_rate "$p" "$name" "$REQ_URL" "$REQ_BODY" "$REQ_HEADERS" "$LAT_SCEN_RATE" \
-                    "$LAT_SECONDS" "$r"
-                # gatehouse's request log is written by a thread on the same core: let it
-                # finish the run's rows before another path is measured there.
-                [ "$p" != gatehouse ] || sleep 1
-            done
-            sleep 0.3
+        log "$name: $LAT_SCEN_RATE req/s, $rounds rounds; paths:$LAT_PATHS${LAT_EXCLUDED:+; too slow for the rate:$LAT_EXCLUDED}"
+        directs+=("$name")
+        for p in $LAT_PATHS; do
+            pairs+=("$p|$name")
         done
-    done <<< "$SCENARIOS"
+    done
+    n=${#pairs[@]}
+    [ "${#directs[@]}" -gt 0 ] || return 0
+    for r in $(seq 1 $(( rounds + 1 ))); do
+        for name in "${directs[@]}"; do
+            lat_run direct "$name" "$r"
+        done
+        [ "$r" -le "$rounds" ] || break
+        for i in $(seq 0 $(( n - 1 ))); do
+            IFS='|' read -r p name <<< "${pairs[$(( (i + r - 1) % n ))]}"
+            sleep 0.3
+            lat_run "$p" "$name" "$r"
+        done
+        sleep 0.3
+    done
+}
+
+# The latency phase: the targets' scenarios together, then every other scenario on its own.
+latency_phase() {
+    local name
+    log "== latency: $LAT_ROUNDS rounds ($LAT_ROUNDS_OTHER outside $LAT_TARGET_SCENARIOS) of $LAT_SECONDS s runs per path and scenario"
+    latency_group "$LAT_TARGET_SCENARIOS" "$LAT_ROUNDS"
+    for name in $(cut -d'|' -f1 <<< "$SCENARIOS"); do
+        case " $LAT_TARGET_SCENARIOS streams1000 " in *" $name "*) continue ;; esac
+        latency_group "$name" "$LAT_ROUNDS_OTHER"
+    done
 }
 
 # Memory at rest of every path, after both phases; then the servers stop.
@@ -634,6 +740,7 @@ main() {
     for path in $PATHS; do
         start_server "$path"
     done
+    saturation_rounds
     for path in $PATHS; do
         saturate_path "$path"
     done
