@@ -372,7 +372,8 @@ fixed_rate() {
         --arg m0 "$TMP/$tag.metrics0" --arg m1 "$TMP/$tag.metrics1" \
         --argjson t "$(date +%s.%N)" --arg load "$(cut -d' ' -f1 /proc/loadavg)" \
         '{kind: "fixed", path: $path, scenario: $scen, rate: $rate, conns: $conns, tool: "h2load",
-          round: $round, ended_at: $t, loadavg: ($load | tonumber), requests: $s.count, skipped: $s.skipped,
+          round: $round, ended_at: $t, loadavg: ($load | tonumber),
+          requests: $s.count, skipped: $s.skipped,
           seconds: $s.seconds, rps: $s.rps, errors: $s.errors, non2xx: $s.non2xx,
           latency_us: $s.latency_us, cpu_s: ($cpu / $tck),
           cpu_s_per_1k: (if $s.count > 0 then ($cpu / $tck) / $s.count * 1000 else null end),
@@ -637,7 +638,8 @@ latency_group() {
               paths: ($paths | split(" ") | map(select(. != ""))),
               excluded: ($excl | split(" ") | map(select(. != "") | split(":")
                          | {path: .[0], saturation_rps: (.[1] | tonumber)}))}' >> "$RAW"
-        log "$name: $LAT_SCEN_RATE req/s, $rounds rounds; paths:$LAT_PATHS${LAT_EXCLUDED:+; too slow for the rate:$LAT_EXCLUDED}"
+        log "$name: $LAT_SCEN_RATE req/s, $rounds rounds; paths:$LAT_PATHS" \
+            "${LAT_EXCLUDED:+; too slow for the rate:$LAT_EXCLUDED}"
         directs+=("$name")
         for p in $LAT_PATHS; do
             pairs+=("$p|$name")
@@ -662,7 +664,8 @@ latency_group() {
 # The latency phase: the targets' scenarios together, then every other scenario on its own.
 latency_phase() {
     local name
-    log "== latency: $LAT_ROUNDS rounds ($LAT_ROUNDS_OTHER outside $LAT_TARGET_SCENARIOS) of $LAT_SECONDS s runs per path and scenario"
+    log "== latency: $LAT_ROUNDS rounds ($LAT_ROUNDS_OTHER outside $LAT_TARGET_SCENARIOS)" \
+        "of $LAT_SECONDS s runs per path and scenario"
     latency_group "$LAT_TARGET_SCENARIOS" "$LAT_ROUNDS"
     for name in $(cut -d'|' -f1 <<< "$SCENARIOS"); do
         case " $LAT_TARGET_SCENARIOS streams1000 " in *" $name "*) continue ;; esac
