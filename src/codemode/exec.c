@@ -17,8 +17,12 @@
  *
  * The life of an execution on the hub thread:
  *
- *   WAITING   the helper is (re)starting; the execution waits for its ready, within its
- *             wall time, unless the helper failed to start several times in a row
+ *   WAITING   in the FIFO queue `waiting`, within its wall time: the helper is (re)starting
+ *             (unless it failed to start several times in a row), or max_concurrent children
+ *             run already. A child holds its place from the run frame until the helper reports
+ *             its exit, even when its execution has ended before (done frame, timeout, cancel):
+ *             until then the child still has its memory. launch_waiting starts the queue's
+ *             head whenever a place frees up or the helper becomes ready
  *   RUNNING   the run frame went out with one end of a fresh socketpair; the child's call
  *             frames become hub calls whose results go back as return frames; it ends with the
  *             child's done (or analysis) frame, the wall-clock timer (kill, "timeout"), a frame
@@ -62,6 +66,9 @@
 #define GATEWAY_HINT_TIMEOUT                                                                       \
     "do less in one execution (fewer tool calls, smaller loops) or split the work into several"
 #define GATEWAY_HINT_RETRY "run the script again; if it keeps failing, the gateway's log says why"
+#define GATEWAY_HINT_BUSY                                                                          \
+    "the gateway is busy with other scripts: try again in a moment, or do the work without"        \
+    " Code Mode"
 
 typedef enum exec_stage { ST_NEW, ST_WAITING, ST_RUNNING, ST_FINISHED } exec_stage_t;
 
@@ -124,10 +131,19 @@ struct codemode_exec {
 
 TAILQ_HEAD(exec_list, codemode_exec);
 
-static struct exec_list waiting = TAILQ_HEAD_INITIALIZER(waiting); /* hub thread */
+static struct exec_list waiting = TAILQ_HEAD_INITIALIZER(waiting); /* hub thread; FIFO */
 static struct exec_list running = TAILQ_HEAD_INITIALIZER(running); /* hub thread */
 static long next_run_id;                                           /* hub thread */
 static unsigned long next_xid;                                     /* atomic */
+
+/* The cap on children at once (atomic; codemode_set_max_concurrent) and who holds a place: runs
+ * sent to the helper whose exit it has not reported. The ids of those whose execution ended
+ * first are kept in `lingering` to find them when their exit comes. Hub thread. */
+static long max_concurrent = CODEMODE_DEFAULT_MAX_CONCURRENT;
+static size_t n_children;
+static long *lingering;
+static size_t n_lingering, cap_lingering;
+static bool queue_reported; /* the cap's log line was written since the queue was last empty */
 
 static pthread_mutex_t defaults_lock = PTHREAD_MUTEX_INITIALIZER;
 static codemode_limits_t defaults = {CODEMODE_DEFAULT_WALL_MS, CODEMODE_DEFAULT_CPU_S,
@@ -428,6 +444,66 @@ static void log_end(const codemode_exec_t *e)
              o->error_message != NULL ? o->error_message : "");
 }
 
+/* ---- places in the sandbox (max_concurrent) -------------------------------------------------- */
+
+static void keep_lingering(long id)
+{
+    if (n_lingering == cap_lingering) {
+        cap_lingering = cap_lingering ? cap_lingering * 2 : 16;
+        lingering = xrealloc(lingering, cap_lingering * sizeof(*lingering));
+    }
+    lingering[n_lingering++] = id;
+}
+
+/* Whether id was lingering; it no longer is. */
+static bool forget_lingering(long id)
+{
+    for (size_t i = 0; i < n_lingering; i++) {
+        if (lingering[i] != id)
+            continue;
+        lingering[i] = lingering[--n_lingering];
+        return true;
+    }
+    return false;
+}
+
+/* The helper reported a child's exit, or is gone with all its children. */
+static void release_place(void)
+{
+    if (n_children > 0)
+        n_children--;
+}
+
+static void release_all_places(void)
+{
+    n_children = 0;
+    n_lingering = 0;
+}
+
+static void launch(codemode_exec_t *e);
+
+/* Starts executions from the head of the queue while the helper is ready and a place is free. */
+static void launch_waiting(void)
+{
+    size_t cap = (size_t)__atomic_load_n(&max_concurrent, __ATOMIC_RELAXED);
+    codemode_exec_t *e;
+    while (cm_sup_ready() && n_children < cap && (e = TAILQ_FIRST(&waiting)) != NULL) {
+        TAILQ_REMOVE(&waiting, e, link);
+        e->stage = ST_NEW;
+        launch(e);
+    }
+    if (TAILQ_EMPTY(&waiting)) {
+        queue_reported = false;
+    } else if (cm_sup_ready() && !queue_reported) {
+        queue_reported = true;
+        e = TAILQ_FIRST(&waiting);
+        log_info(e->rid,
+                 "code mode: %zu scripts run in the sandbox, the limit (max_concurrent); %s and"
+                 " later ones wait in a queue within their wall-clock limit",
+                 n_children, e->xid);
+    }
+}
+
 static void end_execution(codemode_exec_t *e)
 {
     if (e->stage == ST_WAITING)
@@ -445,8 +521,10 @@ static void end_execution(codemode_exec_t *e)
     if (e->bev != NULL)
         bufferevent_free(e->bev);
     e->bev = NULL;
-    if (was_running && !e->exited)
+    if (was_running && !e->exited) {
         send_kill(e);
+        keep_lingering(e->id);
+    }
     cancel_tool_calls(e);
 
     if (e->analyze && e->reply != NULL)
@@ -734,6 +812,7 @@ static void launch(codemode_exec_t *e)
              frame != NULL ? "the sandbox is not ready" : "the script is not valid UTF-8");
         return;
     }
+    n_children++; /* until the helper reports the exit, even if the execution ends first */
 
     evutil_make_socket_nonblocking(sv[0]);
     e->bev = bufferevent_socket_new(e->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
@@ -753,6 +832,13 @@ static void launch(codemode_exec_t *e)
 static void on_wall(evutil_socket_t fd, short what, void *arg)
 {
     codemode_exec_t *e = arg;
+    if (e->stage == ST_WAITING && cm_sup_ready()) {
+        fail(e, "timeout", "TimeoutError", GATEWAY_HINT_BUSY,
+             "the script waited its whole wall-clock limit of %ld ms for a place in the sandbox"
+             " (at most %ld scripts run at once) and did not start",
+             e->lim.wall_ms, __atomic_load_n(&max_concurrent, __ATOMIC_RELAXED));
+        return;
+    }
     if (e->stage == ST_WAITING) {
         const char *reason;
         cm_sup_worth_waiting(&reason);
@@ -780,11 +866,10 @@ static void start_on_hub(struct event_base *base, void *arg)
     event_add(e->wall_ev, &tv);
 
     const char *reason;
-    if (cm_sup_ready()) {
-        launch(e);
-    } else if (cm_sup_worth_waiting(&reason)) {
-        e->stage = ST_WAITING;
+    if (cm_sup_ready() || cm_sup_worth_waiting(&reason)) {
+        e->stage = ST_WAITING; /* behind those waiting already: first come, first run */
         TAILQ_INSERT_TAIL(&waiting, e, link);
+        launch_waiting();
     } else {
         fail(e, "internal", "SandboxError", "Code Mode cannot run scripts now; say so to the user",
              "the sandbox is not available: %s", reason);
@@ -805,12 +890,7 @@ static void cancel_on_hub(struct event_base *base, void *arg)
 
 void cm_exec_on_ready(void)
 {
-    codemode_exec_t *e;
-    while ((e = TAILQ_FIRST(&waiting)) != NULL) {
-        TAILQ_REMOVE(&waiting, e, link);
-        e->stage = ST_NEW;
-        launch(e);
-    }
+    launch_waiting();
 }
 
 static codemode_exec_t *find_running(long id)
@@ -833,8 +913,15 @@ void cm_exec_on_started(long id, long pid)
 void cm_exec_on_exited(long id, bool signaled, int code_or_signal, const char *error)
 {
     codemode_exec_t *e = find_running(id);
-    if (e == NULL)
-        return; /* it ended already (done frame, timeout) */
+    if (e == NULL) {
+        if (forget_lingering(id)) { /* it ended already (done frame, timeout, cancel) */
+            release_place();
+            launch_waiting();
+        }
+        return;
+    }
+    if (!e->exited)
+        release_place();
     e->exited = true;
     e->signaled = signaled;
     e->exit_value = code_or_signal;
@@ -843,6 +930,7 @@ void cm_exec_on_exited(long id, bool signaled, int code_or_signal, const char *e
         finish_from_exit(e);
     else
         start_grace(e); /* its last frames may still be on the way */
+    launch_waiting();
 }
 
 void cm_exec_on_lost(const char *reason)
@@ -853,6 +941,7 @@ void cm_exec_on_lost(const char *reason)
         fail(e, "internal", "SandboxError", GATEWAY_HINT_RETRY,
              "the sandbox stopped during the execution (%s); it is being restarted", reason);
     }
+    release_all_places(); /* the children die with the helper */
     const char *why;
     if (cm_sup_worth_waiting(&why))
         return;
@@ -890,6 +979,19 @@ void codemode_set_defaults(const codemode_limits_t *d)
     pthread_mutex_unlock(&defaults_lock);
 }
 
+static void launch_waiting_on_hub(struct event_base *base, void *arg)
+{
+    launch_waiting();
+}
+
+void codemode_set_max_concurrent(long n)
+{
+    long next = n > 0 ? n : CODEMODE_DEFAULT_MAX_CONCURRENT;
+    long before = __atomic_exchange_n(&max_concurrent, next, __ATOMIC_RELAXED);
+    if (next > before && started)
+        mcp_hub_post(launch_waiting_on_hub, NULL); /* no hub: nothing waits */
+}
+
 int codemode_start(const char *sandbox_path, const codemode_limits_t *d)
 {
     codemode_set_defaults(d);
@@ -922,6 +1024,10 @@ static void stop_on_hub(struct event_base *base, void *arg)
     while ((e = TAILQ_FIRST(&waiting)) != NULL)
         fail(e, "internal", "SandboxError", NULL, "gatehouse is stopping");
     cm_sup_stop();
+    release_all_places();
+    free(lingering);
+    lingering = NULL;
+    cap_lingering = 0;
     pthread_mutex_lock(&sync->lock);
     sync->done = true;
     pthread_cond_signal(&sync->cond);

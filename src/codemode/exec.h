@@ -36,6 +36,7 @@ typedef struct codemode_limits {
 #define CODEMODE_DEFAULT_CPU_S 10L
 #define CODEMODE_DEFAULT_MEMORY_MB 256L
 #define CODEMODE_DEFAULT_OUTPUT_BYTES (1024L * 1024)
+#define CODEMODE_DEFAULT_MAX_CONCURRENT 16L
 
 /* One tool call made by a script. */
 typedef struct codemode_call_record {
@@ -85,6 +86,12 @@ typedef void (*codemode_analysis_fn)(void *arg, const codemode_analysis_t *a);
 int codemode_start(const char *sandbox_path, const codemode_limits_t *defaults);
 /* Updates the defaults for executions started from now on. Any thread. */
 void codemode_set_defaults(const codemode_limits_t *defaults);
+/* How many scripts and analyses may run in the sandbox at once, across all requests (<= 0: the
+ * default, 16). Each child may use memory_mb and nothing bounds them together, so the rest wait
+ * in a FIFO queue; their wall-clock time runs while they wait. A child holds its place until the
+ * helper reports its exit. From the main thread, like codemode_start; a higher value starts
+ * waiting executions at once. */
+void codemode_set_max_concurrent(long max_concurrent);
 /* Fails executions in flight ("internal"), stops the helper and waits until it is gone. Call
  * before the tool hub stops. */
 void codemode_stop(void);

@@ -162,6 +162,7 @@ typedef struct config {
     int mcp_code_mode_cpu_s;        /* 0 = 10 */
     int mcp_code_mode_memory_mb;    /* 0 = 256 */
     int mcp_code_mode_output_bytes; /* 0 = 1 MiB */
+    int mcp_code_mode_max_concurrent; /* scripts in the sandbox at once, all requests; 0 = 16 */
     char **mcp_server_tokens;         /* bearer tokens of gatehouse's own /mcp, env. resolved,
                                        * NULL-terminated; NULL when none is configured */
     size_t n_mcp_server_tokens;

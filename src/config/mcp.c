@@ -41,6 +41,8 @@
 #define MAX_CM_MEMORY_MB 65536
 #define MIN_CM_OUTPUT_BYTES 1024
 #define MAX_CM_OUTPUT_BYTES (4 * 1024 * 1024)
+/* Scripts running at once: each child may use memory_mb, and no cgroup bounds them together. */
+#define MAX_CM_CONCURRENT 1024
 
 typedef struct loader {
     config_report_t *report;
@@ -167,7 +169,8 @@ static const char *const client_ignored[] = {"client_id",       "is_ping_availab
 static const char *const stdio_used[] = {"command", "args", "envs", NULL};
 static const char *const manager_used[] = {"tool_execution_timeout", "max_agent_depth",
                                            "code_mode_binding_level", "code_mode_limits", NULL};
-static const char *const limits_used[] = {"wall_ms", "cpu_s", "memory_mb", "output_bytes", NULL};
+static const char *const limits_used[] = {"wall_ms",      "cpu_s",          "memory_mb",
+                                          "output_bytes", "max_concurrent", NULL};
 static const char *const server_used[] = {"tokens", NULL};
 
 /* Headers that the transports set themselves; a configured value would contradict them. */
@@ -728,6 +731,7 @@ static void load_code_mode_limits(loader_t *ld, config_t *cfg, json_t *tm)
              &cfg->mcp_code_mode_memory_mb);
     read_int(ld, lim, "output_bytes", MIN_CM_OUTPUT_BYTES, MAX_CM_OUTPUT_BYTES,
              &cfg->mcp_code_mode_output_bytes);
+    read_int(ld, lim, "max_concurrent", 1, MAX_CM_CONCURRENT, &cfg->mcp_code_mode_max_concurrent);
     pop(ld, mark);
 }
 

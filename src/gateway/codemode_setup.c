@@ -31,6 +31,12 @@ void codemode_setup_limits(const config_t *cfg, codemode_limits_t *out)
     };
 }
 
+static long setup_max_concurrent(const config_t *cfg)
+{
+    return cfg->mcp_code_mode_max_concurrent > 0 ? cfg->mcp_code_mode_max_concurrent
+                                                 : CODEMODE_DEFAULT_MAX_CONCURRENT;
+}
+
 static bool has_code_mode_client(const config_t *cfg)
 {
     for (size_t i = 0; i < cfg->n_mcp_clients; i++) {
@@ -81,13 +87,16 @@ void codemode_setup_start(const config_t *cfg)
                   path, from);
     codemode_limits_t lim;
     codemode_setup_limits(cfg, &lim);
+    long max_concurrent = setup_max_concurrent(cfg);
+    codemode_set_max_concurrent(max_concurrent);
     if (codemode_start(path, &lim) != 0)
         return;
     running = true;
     log_info(NULL,
              "code mode: starting the sandbox helper %s (%s); limits per script: %ld ms"
-             " wall, %ld s CPU, %ld MiB memory, %ld bytes of output",
-             path, from, lim.wall_ms, lim.cpu_s, lim.memory_mb, lim.output_bytes);
+             " wall, %ld s CPU, %ld MiB memory, %ld bytes of output; at most %ld scripts at"
+             " once",
+             path, from, lim.wall_ms, lim.cpu_s, lim.memory_mb, lim.output_bytes, max_concurrent);
 }
 
 void codemode_setup_reload(const config_t *cfg)
@@ -99,6 +108,7 @@ void codemode_setup_reload(const config_t *cfg)
     codemode_limits_t lim;
     codemode_setup_limits(cfg, &lim);
     codemode_set_defaults(&lim);
+    codemode_set_max_concurrent(setup_max_concurrent(cfg));
 }
 
 void codemode_setup_stop(void)

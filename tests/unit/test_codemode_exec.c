@@ -618,6 +618,121 @@ static void test_exec_helper_dies(void **state)
     got_free(&g);
 }
 
+/* The numbers of a result that is a JSON array of numbers. */
+static double result_number(const got_t *g, size_t i)
+{
+    json_t *r = parse(g->result);
+    double v = json_number_value(json_array_get(r, i));
+    assert_true(json_is_number(json_array_get(r, i)));
+    json_decref(r);
+    return v;
+}
+
+#define QUEUED 5
+
+/* max_concurrent 2 and five scripts at once, each sleeping 0.3 s around a tool call: the fake
+ * helper never runs more than two children (fake_siblings: the others it runs when it forks one),
+ * all five finish, the later ones start only when a place frees up, first come first run. */
+static void test_exec_max_concurrent(void **state)
+{
+    if (!have_world())
+        skip();
+    codemode_set_max_concurrent(2);
+    static got_t g[QUEUED];
+    char code[QUEUED][256];
+    double t0 = now_ms();
+    for (int i = 0; i < QUEUED; i++) {
+        memset(&g[i], 0, sizeof(g[i]));
+        snprintf(code[i], sizeof(code[i]),
+                 "import time\n"
+                 "start = time.monotonic()\n"
+                 "e = everything.echo(message='q%d')\n"
+                 "time.sleep(0.3)\n"
+                 "result = [fake_siblings, start, e]\n",
+                 i);
+        codemode_exec_start(w.base, code[i], w.b, NULL, "test-cap", false, on_outcome, &g[i]);
+    }
+    int done = 0;
+    double deadline = now_ms() + SAFETY_MS;
+    while (done < QUEUED && now_ms() < deadline) {
+        run_for(20);
+        done = 0;
+        for (int i = 0; i < QUEUED; i++)
+            done += g[i].n;
+    }
+    double took = now_ms() - t0;
+    codemode_set_max_concurrent(0);
+    assert_int_equal(done, QUEUED);
+
+    double start[QUEUED];
+    int most_siblings = 0;
+    for (int i = 0; i < QUEUED; i++) {
+        assert_string_equal(g[i].status, "ok");
+        char echo[32];
+        snprintf(echo, sizeof(echo), "\"Echo: q%d\"]", i);
+        assert_non_null(strstr(g[i].result, echo));
+        int siblings = (int)result_number(&g[i], 0);
+        if (siblings > 1)
+            fail_msg("execution %d started beside %d others, over max_concurrent 2", i, siblings);
+        most_siblings = siblings > most_siblings ? siblings : most_siblings;
+        start[i] = result_number(&g[i], 1);
+        got_free(&g[i]);
+    }
+    assert_int_equal(most_siblings, 1); /* two did run at once */
+    /* three rounds of 0.3 s: 0 and 1, then 2 and 3 as those end, then 4 */
+    assert_true(took >= 900);
+    for (int i = 2; i < QUEUED; i++)
+        assert_true(start[i] - start[0] >= 0.25 && start[i] - start[1] >= 0.25);
+    assert_true(start[4] - start[2] >= 0.25 || start[4] - start[3] >= 0.25);
+}
+
+/* A queued script's wall time runs while it waits: with max_concurrent 1 behind a 1 s script,
+ * one with a 400 ms limit times out without starting; a cancelled one leaves the queue and never
+ * runs; one queued after them runs once the first ends. */
+static void test_exec_queue_timeout_cancel(void **state)
+{
+    if (!have_world())
+        skip();
+    char marker[64];
+    snprintf(marker, sizeof(marker), "/tmp/gatehouse-test-cancelled-%d", (int)getpid());
+    unlink(marker);
+    codemode_set_max_concurrent(1);
+    got_t first = {0}, late = {0}, last = {0};
+    codemode_exec_start(w.base, "import time\ntime.sleep(1.0)\nresult = 'first'\n", w.b, NULL,
+                        "test-queue", false, on_outcome, &first);
+    codemode_limits_t short_wall = {.wall_ms = 400};
+    double t0 = now_ms();
+    codemode_exec_start(w.base, "result = 'late'\n", w.b, &short_wall, "test-queue", false,
+                        on_outcome, &late);
+    char cancelled_code[160];
+    snprintf(cancelled_code, sizeof(cancelled_code), "open('%s', 'w').close()\n", marker);
+    codemode_exec_t *cancelled =
+        codemode_exec_start(w.base, cancelled_code, w.b, NULL, "test-queue", false, on_never, NULL);
+    codemode_exec_start(w.base, "result = fake_siblings\n", w.b, NULL, "test-queue", false,
+                        on_outcome, &last);
+    run_for(100);
+    codemode_exec_cancel(cancelled);
+
+    assert_true(wait_for(&late.n, 1, SAFETY_MS));
+    double late_ms = now_ms() - t0;
+    assert_true(wait_for(&last.n, 1, SAFETY_MS));
+    codemode_set_max_concurrent(0);
+    assert_true(wait_for(&first.n, 1, SAFETY_MS));
+
+    assert_string_equal(late.status, "timeout");
+    assert_non_null(strstr(late.message, "did not start"));
+    assert_non_null(strstr(late.message, "at most 1 scripts"));
+    assert_true(late_ms >= 350 && late_ms < 900);
+    assert_string_equal(first.status, "ok");
+    assert_string_equal(first.result, "\"first\"");
+    assert_string_equal(last.status, "ok");
+    assert_string_equal(last.result, "0"); /* it ran alone, after the first */
+    assert_int_not_equal(access(marker, F_OK), 0);
+    got_free(&first);
+    got_free(&late);
+    got_free(&last);
+}
+
 typedef struct analysis_got {
     int n;
     bool failed, syntax_ok, dynamic;
@@ -731,10 +846,16 @@ int main(void)
         cmocka_unit_test(test_no_hub),
     };
     const struct CMUnitTest running[] = {
-        cmocka_unit_test(test_exec_basic),       cmocka_unit_test(test_exec_concurrent),
-        cmocka_unit_test(test_exec_timeout),     cmocka_unit_test(test_exec_output_limit),
-        cmocka_unit_test(test_exec_cancel),      cmocka_unit_test(test_analyze),
-        cmocka_unit_test(test_exec_helper_dies), cmocka_unit_test(test_exec_helper_hangs),
+        cmocka_unit_test(test_exec_basic),
+        cmocka_unit_test(test_exec_concurrent),
+        cmocka_unit_test(test_exec_timeout),
+        cmocka_unit_test(test_exec_output_limit),
+        cmocka_unit_test(test_exec_cancel),
+        cmocka_unit_test(test_exec_max_concurrent),
+        cmocka_unit_test(test_exec_queue_timeout_cancel),
+        cmocka_unit_test(test_analyze),
+        cmocka_unit_test(test_exec_helper_dies),
+        cmocka_unit_test(test_exec_helper_hangs),
     };
     int failed = cmocka_run_group_tests_name("codemode_exec", pure, NULL, NULL);
     failed +=

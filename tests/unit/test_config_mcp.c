@@ -108,12 +108,13 @@ static void test_code_mode_limits(void **state)
 {
     loaded_t l = load("{\"mcp\": {\"tool_manager_config\": {\"code_mode_limits\":"
                       " {\"wall_ms\": 5000, \"cpu_s\": 3, \"memory_mb\": 128,"
-                      "  \"output_bytes\": 65536}}}}");
+                      "  \"output_bytes\": 65536, \"max_concurrent\": 4}}}}");
     assert_non_null(l.cfg);
     assert_int_equal(l.cfg->mcp_code_mode_wall_ms, 5000);
     assert_int_equal(l.cfg->mcp_code_mode_cpu_s, 3);
     assert_int_equal(l.cfg->mcp_code_mode_memory_mb, 128);
     assert_int_equal(l.cfg->mcp_code_mode_output_bytes, 65536);
+    assert_int_equal(l.cfg->mcp_code_mode_max_concurrent, 4);
     unload(&l);
 
     l = load("{\"mcp\": {\"tool_manager_config\": {\"code_mode_limits\": {\"cpu_s\": 2}}}}");
@@ -122,11 +123,12 @@ static void test_code_mode_limits(void **state)
     assert_int_equal(l.cfg->mcp_code_mode_wall_ms, 0);
     assert_int_equal(l.cfg->mcp_code_mode_memory_mb, 0);
     assert_int_equal(l.cfg->mcp_code_mode_output_bytes, 0);
+    assert_int_equal(l.cfg->mcp_code_mode_max_concurrent, 0);
     unload(&l);
 
     l = load("{\"mcp\": {\"tool_manager_config\": {\"code_mode_limits\":"
              " {\"wall_ms\": 10, \"cpu_s\": \"ten\", \"memory_mb\": 1000000,"
-             "  \"output_bytes\": 0, \"disk_mb\": 5}}}}");
+             "  \"output_bytes\": 0, \"max_concurrent\": 0, \"disk_mb\": 5}}}}");
     assert_null(l.cfg);
     ASSERT_PROBLEM(&l, true, "mcp.tool_manager_config.code_mode_limits.wall_ms",
                    "between 100 and 600000");
@@ -135,7 +137,21 @@ static void test_code_mode_limits(void **state)
                    "between 32 and 65536");
     ASSERT_PROBLEM(&l, true, "mcp.tool_manager_config.code_mode_limits.output_bytes",
                    "between 1024 and 4194304");
+    ASSERT_PROBLEM(&l, true, "mcp.tool_manager_config.code_mode_limits.max_concurrent",
+                   "between 1 and 1024");
     ASSERT_PROBLEM(&l, false, "mcp.tool_manager_config.code_mode_limits.disk_mb", "unknown field");
+    unload(&l);
+
+    l = load("{\"mcp\": {\"tool_manager_config\": {\"code_mode_limits\":"
+             " {\"max_concurrent\": 2000}}}}");
+    assert_null(l.cfg);
+    ASSERT_PROBLEM(&l, true, "mcp.tool_manager_config.code_mode_limits.max_concurrent",
+                   "between 1 and 1024");
+    unload(&l);
+    l = load("{\"mcp\": {\"tool_manager_config\": {\"code_mode_limits\":"
+             " {\"max_concurrent\": \"many\"}}}}");
+    assert_null(l.cfg);
+    ASSERT_PROBLEM(&l, true, "mcp.tool_manager_config.code_mode_limits.max_concurrent", "integer");
     unload(&l);
 
     l = load("{\"mcp\": {\"tool_manager_config\": {\"code_mode_limits\": 30}}}");
