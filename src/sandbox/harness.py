@@ -190,6 +190,9 @@ def _call_tool(server, tool, kwargs):
     global _seq
     if _gatehouse.stream_broken():
         raise MemoryError("an earlier tool answer was lost to the memory limit; no more calls")
+    # The stubs give optional parameters "= None", meaning "leave it out": a keyword passed as
+    # None is not sent, since a server's schema rarely accepts null for an optional field.
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
         args = _json_loads(_dumps(_to_json(kwargs)))
     except (TypeError, ValueError) as e:

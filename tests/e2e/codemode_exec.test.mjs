@@ -6,7 +6,8 @@
 // script made; 50 scripts at once, each with its own tool calls, all answered correctly; an
 // infinite loop ends with status timeout at the configured wall time and the gateway goes on;
 // the helper killed with SIGKILL in the middle of a script fails that script cleanly and the
-// next one works once the helper is back; the request log and metrics of the calls.
+// next one works once the helper is back; the request log and metrics of the calls; an optional
+// parameter passed as None is not sent (server-everything refuses a null for it).
 // Skipped when tests/node_modules or the sandbox binary is absent.
 
 import { test, before, after } from 'node:test';
@@ -168,6 +169,21 @@ test('errors of the script: kind, message, line', { skip: SKIP }, async () => {
     assert.match(out.error, /^ToolError: /);
     assert.equal(out.calls.length, 1);
     assert.equal(out.calls[0].ok, false);
+});
+
+test('an optional parameter passed as None is left out of the call, as the stubs mean', { skip: SKIP }, async () => {
+    // get-annotated-message's includeImage is an optional boolean: server-everything refuses
+    // a null for it, so this call succeeds only when None is not sent.
+    const id = `cm-none-${crypto.randomBytes(4).toString('hex')}`;
+    const { out } = await run([
+        'm = everything.get_annotated_message(messageType="success", includeImage=None)',
+        'result = "ok"',
+    ].join('\n'), { 'x-request-id': id });
+    assert.equal(out.status, 'ok', out.text);
+    assert.deepEqual(out.calls.map((c) => [c.name, c.ok]), [['everything.get_annotated_message', true]]);
+    const row = await waitForRow(gw, id, TOKEN);
+    const args = row.tool_calls.find((t) => t.source === 'code_mode').arguments;
+    assert.deepEqual(typeof args === 'string' ? JSON.parse(args) : args, { messageType: 'success' });
 });
 
 test(`${CONCURRENT} scripts at once, each with tool calls: all answered correctly`, { skip: SKIP }, async () => {

@@ -382,6 +382,19 @@ describe('sandbox escape suite', () => {
         assert.deepEqual(r.calls.map((c) => c.args), [{ k: [1] }]);
     });
 
+    test('keyword arguments passed as None are left out of the call, nested None is kept', async () => {
+        const r = await d.run({
+            code: lines("a = t.echo(k='v', opt=None, n=0, f=False, e='')",
+                "b = t.echo(nested={'x': None}, items=[None])", 'c = t.echo(only=None)',
+                'result = [a, b, c]'),
+        });
+        assert.equal(r.frame.status, 'ok', JSON.stringify(r.frame));
+        assert.deepEqual(r.calls.map((c) => c.args),
+            [{ k: 'v', n: 0, f: false, e: '' }, { nested: { x: null }, items: [null] }, {}]);
+        assert.deepEqual(r.frame.result,
+            [{ k: 'v', n: 0, f: false, e: '' }, { nested: { x: null }, items: [null] }, {}]);
+    });
+
     test('print(file=...) writes to that file, as in Python', async () => {
         const r = await d.run({
             code: lines('import io', 'buf = io.StringIO()', "print('a', 'b', sep='-', file=buf)",
