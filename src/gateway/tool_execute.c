@@ -398,18 +398,72 @@ static void on_meta_close(http_request_t *req, void *arg)
     exec_end(e, 499, "", 0, false);
 }
 
+/* The state of client name in the catalog's client list, or NULL; *error its last error. */
+static const char *client_state(const mcp_catalog_t *cat, const char *name, const char **error)
+{
+    size_t i;
+    const json_t *c;
+    *error = NULL;
+    json_array_foreach (cat != NULL ? cat->clients : NULL, i, c) {
+        const char *cname = json_string_value(json_object_get(c, "name"));
+        if (cname == NULL || strcmp(cname, name) != 0)
+            continue;
+        *error = json_string_value(json_object_get(c, "error"));
+        return json_string_value(json_object_get(c, "state"));
+    }
+    return NULL;
+}
+
+/* Why a request has no code-mode tool, for the error a user reads first: no code-mode client
+ * configured, one not connected (with its state and last error), or all filtered out. */
+static void why_no_codemode(const mcp_catalog_t *cat, buf_t *out)
+{
+    gateway_snapshot_t *snap = gateway_snapshot_acquire();
+    const config_t *cfg = snap->cfg;
+    size_t n_code_mode = 0, n_down = 0;
+    for (size_t i = 0; i < cfg->n_mcp_clients; i++) {
+        const config_mcp_client_t *c = &cfg->mcp_clients[i];
+        if (!c->is_code_mode_client)
+            continue;
+        n_code_mode++;
+        const char *error;
+        const char *state = client_state(cat, c->name, &error);
+        if (state != NULL && strcmp(state, "ready") == 0)
+            continue;
+        buf_appendf(out, "%sMCP client %s is not connected (%s%s%s)", n_down++ > 0 ? "; " : "",
+                    c->name, state != NULL ? state : "unknown",
+                    error != NULL ? "; last error: " : "", error != NULL ? error : "");
+    }
+    gateway_snapshot_release(snap);
+    if (n_code_mode == 0)
+        buf_appends(out, "no MCP client of the configuration has \"is_code_mode_client\": true");
+    else if (n_down > 0)
+        buf_appends(out, "; gatehouse's log says why");
+    else
+        buf_appends(out, "the code-mode MCP clients are connected, but their tools_to_execute or "
+                         "this request's x-gatehouse-mcp-include-clients / -tools headers leave "
+                         "none of their tools");
+}
+
 /* Runs a meta-tool with the code-mode tools this request may use (args stolen). */
 static int start_meta(exec_t *e, json_t *args, exec_error_t *err)
 {
     mcp_catalog_t *cat = mcp_hub_catalog();
     codemode_bindings_t *b = inject_codemode_bindings(cat, e->http);
+    if (b == NULL) {
+        buf_t why = BUF_INIT;
+        why_no_codemode(cat, &why);
+        if (cat != NULL)
+            mcp_catalog_release(cat);
+        json_decref(args);
+        set_error(err, 404, e->responses ? "name" : "function.name", "tool_not_found",
+                  "%s: no Code Mode tool is available to this request: %s", e->exposed,
+                  buf_cstr(&why));
+        buf_free(&why);
+        return err->status;
+    }
     if (cat != NULL)
         mcp_catalog_release(cat);
-    if (b == NULL) {
-        json_decref(args);
-        return set_error(err, 404, e->responses ? "name" : "function.name", "tool_not_found",
-                         "%s: no Code Mode tool is available to this request", e->exposed);
-    }
     codemode_meta_opts_t o = {
         .bindings = b,
         .level = e->level,

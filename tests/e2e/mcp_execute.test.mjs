@@ -216,6 +216,13 @@ test('unknown tool: 404; a tool outside tools_to_execute is unknown too', { skip
     assert.equal(ok.status, 200, ok.text);
 });
 
+test('a meta-tool without any code-mode client: 404 that says so', { skip: SKIP }, async () => {
+    const res = await exec({ id: 'c', type: 'function', function: { name: 'executeToolCode', arguments: '{"code": "x = 1"}' } });
+    assert.equal(res.status, 404, res.text);
+    assert.equal(assertErrorShape(res, 'executeToolCode').code, 'tool_not_found');
+    assert.match(res.json.error.message, /no MCP client of the configuration has "is_code_mode_client": true$/);
+});
+
 test('filter headers: 403 for a tool they leave out', { skip: SKIP }, async () => {
     const echo = call('everything-echo', { message: 'f' });
     const verdict = async (headers) => (await exec(echo, headers)).status;
