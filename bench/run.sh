@@ -37,7 +37,16 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
 RES="$BENCH/results"
-TMP="$RES/tmp"
+KEEP="$RES/tmp" # what a run leaves behind for a look afterwards (not committed)
+# Everything the servers and load generators write during a run (access logs, request logs,
+# per-request latency logs) goes to memory when /dev/shm is there: on a disk shared with other
+# work, one write held up by writeback stalls a server's event loop, or the load generator's,
+# for a second, and the stall is the disk's, not the gateway's. Copied to KEEP at the end.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    TMP="$(mktemp -d /dev/shm/gatehouse-bench.XXXXXX)"
+else
+    TMP="$KEEP"
+fi
 SECONDS_PER_RUN="${BENCH_SECONDS:-6}"
 LAT_SECONDS="${BENCH_LAT_SECONDS:-3}"
 LAT_ROUNDS="${BENCH_LAT_ROUNDS:-5}"
@@ -99,6 +108,7 @@ cleanup() {
     for pid in "${PIDS_STARTED[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
+    [ "$TMP" = "$KEEP" ] || rm -rf "$TMP"
 }
 trap cleanup EXIT
 
@@ -727,8 +737,9 @@ machine_info() {
 main() {
     local started path
     started="$(date +%s)"
-    mkdir -p "$TMP"
-    rm -rf "$TMP"/*
+    mkdir -p "$TMP" "$KEEP"
+    rm -rf "${KEEP:?}"/*
+    log "working files in $TMP"
     [ "${BENCH_SKIP_INSTALL:-0}" = 1 ] || install_deps
     make -s -C "$ROOT" all
     make -s -C "$BENCH/mock"
@@ -752,8 +763,9 @@ main() {
     stop_pid "$MOCK_PID"
     jq -c -n --arg load "$(cut -d' ' -f1 /proc/loadavg)" '{kind: "end", loadavg: $load}' >> "$RAW"
 
-    node "$BENCH/report.mjs" build "$RAW" "$RES" "$BENCH/README.md"
-    (cd "$RES" && gnuplot "$TMP/plots.gp")
+    [ "$TMP" = "$KEEP" ] || cp -a "$TMP"/. "$KEEP"/
+    node "$BENCH/report.mjs" build "$KEEP/raw.jsonl" "$RES" "$BENCH/README.md"
+    (cd "$RES" && gnuplot "$KEEP/plots.gp")
     log "done in $(( $(date +%s) - started )) s; results in bench/results/"
 }
 
