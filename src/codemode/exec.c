@@ -818,6 +818,8 @@ static void launch(codemode_exec_t *e)
     e->bev = bufferevent_socket_new(e->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
     if (e->bev == NULL) {
         close(sv[0]);
+        send_kill(e); /* the run went out: its child holds a place until its exit is reported */
+        keep_lingering(e->id);
         fail(e, "internal", "SandboxError", GATEWAY_HINT_RETRY, "cannot watch the execution");
         return;
     }
