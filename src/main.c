@@ -20,32 +20,33 @@
 
 static void print_usage(FILE *out)
 {
-    fprintf(out,
-            "gatehouse %s - an AI gateway: one OpenAI-compatible API in front of many providers\n"
-            "\n"
-            "usage:\n"
-            "  gatehouse serve [--config FILE] [--host H] [--port P] [--threads N]\n"
-            "                  [--data-dir DIR] [--log-level LEVEL]\n"
-            "  gatehouse check-config FILE\n"
-            "  gatehouse audit verify DIR           check the audit trail's hash chain\n"
-            "  gatehouse audit show REQUEST_ID [--data-dir DIR]\n"
-            "                                       print the upstream exchanges of a request\n"
-            "  gatehouse mcp list URL|--config FILE list an MCP server's tools (--help: options)\n"
-            "  gatehouse mcp call URL TOOL [JSON]   call one tool and print its result\n"
-            "  gatehouse --help | --version\n"
-            "\n"
-            "serve options:\n"
-            "  --config FILE     JSON configuration (Bifrost-compatible field names); without it,\n"
-            "                    providers are enabled from OPENAI_API_KEY, ANTHROPIC_API_KEY, ...\n"
-            "  --host H          address to listen on (default from config, else 0.0.0.0)\n"
-            "  --port P          port to listen on (default from config, else 8080)\n"
-            "  --threads N       worker threads (default: one per core)\n"
-            "  --data-dir DIR    where logs and state are kept (default ./data)\n"
-            "  --log-level L     debug, info, warn, error or crit (default info)\n"
-            "\n"
-            "signals: SIGHUP reloads the configuration file; SIGTERM and SIGINT stop accepting,\n"
-            "let requests in flight finish (up to server.shutdown_timeout_seconds), then exit.\n",
-            GATEHOUSE_VERSION);
+    fprintf(
+        out,
+        "gatehouse %s - an AI gateway: one OpenAI-compatible API in front of many providers\n"
+        "\n"
+        "usage:\n"
+        "  gatehouse serve [--config FILE] [--host H] [--port P] [--threads N]\n"
+        "                  [--data-dir DIR] [--log-level LEVEL]\n"
+        "  gatehouse check-config FILE\n"
+        "  gatehouse audit verify DIR           check the audit trail's hash chain\n"
+        "  gatehouse audit show REQUEST_ID [--data-dir DIR]\n"
+        "                                       print the upstream exchanges of a request\n"
+        "  gatehouse mcp list URL|--config FILE list an MCP server's tools (--help: options)\n"
+        "  gatehouse mcp call URL TOOL [JSON]   call one tool and print its result\n"
+        "  gatehouse --help | --version\n"
+        "\n"
+        "serve options:\n"
+        "  --config FILE     JSON configuration (Bifrost-compatible field names); without it,\n"
+        "                    providers are enabled from OPENAI_API_KEY, ANTHROPIC_API_KEY, ...\n"
+        "  --host H          address to listen on (default from config, else 0.0.0.0)\n"
+        "  --port P          port to listen on (default from config, else 8080)\n"
+        "  --threads N       worker threads (default: one per core)\n"
+        "  --data-dir DIR    where logs and state are kept (default ./data)\n"
+        "  --log-level L     debug, info, warn, error or crit (default info)\n"
+        "\n"
+        "signals: SIGHUP reloads the configuration file; SIGTERM and SIGINT stop accepting,\n"
+        "let requests in flight finish (up to server.shutdown_timeout_seconds), then exit.\n",
+        GATEHOUSE_VERSION);
 }
 
 static void print_report(const config_report_t *report, const char *source)
@@ -68,8 +69,10 @@ static config_t *load_config(const char *path)
     if (cfg == NULL)
         log_crit(NULL, "configuration %s is invalid (problems above); not starting", path);
     else if (cfg->n_providers == 0)
-        log_warn(NULL, "no provider is configured (%s); every chat request will fail until one"
-                 " is added", path ? path : "set OPENAI_API_KEY or ANTHROPIC_API_KEY, or --config");
+        log_warn(NULL,
+                 "no provider is configured (%s); every chat request will fail until one"
+                 " is added",
+                 path ? path : "set OPENAI_API_KEY or ANTHROPIC_API_KEY, or --config");
     return cfg;
 }
 
@@ -78,8 +81,8 @@ static int parse_int(const char *text, const char *what, int min, int max, int *
     char *end;
     long v = strtol(text, &end, 10);
     if (*text == '\0' || *end != '\0' || v < min || v > max) {
-        fprintf(stderr, "gatehouse: %s must be a number from %d to %d, not '%s'\n", what, min,
-                max, text);
+        fprintf(stderr, "gatehouse: %s must be a number from %d to %d, not '%s'\n", what, min, max,
+                text);
         return -1;
     }
     *out = (int)v;
@@ -89,10 +92,10 @@ static int parse_int(const char *text, const char *what, int min, int max, int *
 static int cmd_serve(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},  {"host", required_argument, NULL, 'H'},
-        {"port", required_argument, NULL, 'p'},    {"threads", required_argument, NULL, 't'},
+        {"config", required_argument, NULL, 'c'},   {"host", required_argument, NULL, 'H'},
+        {"port", required_argument, NULL, 'p'},     {"threads", required_argument, NULL, 't'},
         {"data-dir", required_argument, NULL, 'd'}, {"log-level", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     gateway_opts_t opts = {.port = -1, .threads = -1, .data_dir = "./data"};
     const char *level_name = NULL;
@@ -101,10 +104,18 @@ static int cmd_serve(int argc, char **argv)
     optind = 1;
     while ((ch = getopt_long(argc, argv, "c:H:p:t:d:l:h", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'c': opts.config_path = optarg; break;
-        case 'H': opts.host = optarg; break;
-        case 'd': opts.data_dir = optarg; break;
-        case 'l': level_name = optarg; break;
+        case 'c':
+            opts.config_path = optarg;
+            break;
+        case 'H':
+            opts.host = optarg;
+            break;
+        case 'd':
+            opts.data_dir = optarg;
+            break;
+        case 'l':
+            level_name = optarg;
+            break;
         case 'p':
             if (parse_int(optarg, "--port", 0, 65535, &opts.port) != 0)
                 return 2;
@@ -113,8 +124,12 @@ static int cmd_serve(int argc, char **argv)
             if (parse_int(optarg, "--threads", 1, 1024, &opts.threads) != 0)
                 return 2;
             break;
-        case 'h': print_usage(stdout); return 0;
-        default: print_usage(stderr); return 2;
+        case 'h':
+            print_usage(stdout);
+            return 0;
+        default:
+            print_usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {

@@ -49,11 +49,11 @@ typedef enum config_family {
 
 /* A provider gatehouse knows by name, with its defaults. */
 typedef struct config_known_provider {
-    const char *name;        /* "openai", "groq", ... */
+    const char *name; /* "openai", "groq", ... */
     config_family_t family;
-    const char *base_url;    /* default base URL, without a trailing slash */
-    const char *env_key;     /* environment variable holding the API key, or NULL */
-    bool key_optional;       /* local servers (ollama, vllm) work without a key */
+    const char *base_url; /* default base URL, without a trailing slash */
+    const char *env_key;  /* environment variable holding the API key, or NULL */
+    bool key_optional;    /* local servers (ollama, vllm) work without a key */
 } config_known_provider_t;
 
 /* Returns the known provider of that name, or NULL. */
@@ -62,26 +62,26 @@ const config_known_provider_t *config_known_provider(const char *name);
 const config_known_provider_t *config_known_providers(void);
 
 typedef struct config_key {
-    char *name;          /* shown in logs and response headers; never the value */
-    char *value;         /* the secret itself, after env. resolution; may be "" for keyless */
-    char **models;       /* allow-list of model names (without the provider prefix) */
-    size_t n_models;     /* 0 = every model */
-    double weight;       /* relative weight for the weighted choice, > 0 */
+    char *name;      /* shown in logs and response headers; never the value */
+    char *value;     /* the secret itself, after env. resolution; may be "" for keyless */
+    char **models;   /* allow-list of model names (without the provider prefix) */
+    size_t n_models; /* 0 = every model */
+    double weight;   /* relative weight for the weighted choice, > 0 */
 } config_key_t;
 
 typedef struct config_provider {
-    char *name;                 /* as written under "providers" */
+    char *name; /* as written under "providers" */
     config_family_t family;
-    char *base_url;             /* no trailing slash */
+    char *base_url; /* no trailing slash */
     config_key_t *keys;
     size_t n_keys;
-    int max_retries;            /* retries after the first attempt, per model tried */
+    int max_retries; /* retries after the first attempt, per model tried */
     int backoff_initial_ms;
     int backoff_max_ms;
-    int timeout_s;              /* whole upstream request */
-    int concurrency;            /* requests in flight to this provider, across all threads */
-    int buffer_size;            /* requests allowed to wait for a slot */
-    json_t *extra_headers;      /* object of header name -> string value; owned */
+    int timeout_s;         /* whole upstream request */
+    int concurrency;       /* requests in flight to this provider, across all threads */
+    int buffer_size;       /* requests allowed to wait for a slot */
+    json_t *extra_headers; /* object of header name -> string value; owned */
 } config_provider_t;
 
 /* ---- MCP: the "mcp" section (parsed by config/mcp.c; docs/configuration.md) --------------- */
@@ -101,16 +101,16 @@ typedef enum config_mcp_binding {
 /* One entry of mcp.client_configs. Every array is NULL-terminated and never NULL itself, so
  * that it can be handed to mcp_client_opts_t and the tool hub as it is. */
 typedef struct config_mcp_client {
-    char *name;                       /* letters, digits, '_' and '-'; unique */
+    char *name; /* letters, digits, '_' and '-'; unique */
     config_mcp_connection_t connection_type;
-    char *command;                    /* stdio: program to run; NULL otherwise */
-    char **args;                      /* stdio: its arguments */
-    char **envs;                      /* stdio: names of the variables passed through */
-    char *url;                        /* http, sse: connection_string, env. resolved */
-    char **headers;                   /* http, sse: "Name: value" lines, env. resolved; may
-                                       * hold credentials: never logged, wiped on free */
-    char **tools_to_execute;          /* {"*"} = every tool; {} (also when absent) = none */
-    char **tools_to_auto_execute;     /* same syntax; never more than tools_to_execute */
+    char *command;                /* stdio: program to run; NULL otherwise */
+    char **args;                  /* stdio: its arguments */
+    char **envs;                  /* stdio: names of the variables passed through */
+    char *url;                    /* http, sse: connection_string, env. resolved */
+    char **headers;               /* http, sse: "Name: value" lines, env. resolved; may
+                                   * hold credentials: never logged, wiped on free */
+    char **tools_to_execute;      /* {"*"} = every tool; {} (also when absent) = none */
+    char **tools_to_auto_execute; /* same syntax; never more than tools_to_execute */
     bool is_code_mode_client;
 } config_mcp_client_t;
 
@@ -120,36 +120,36 @@ typedef struct config_mcp_client {
 #define CONFIG_MCP_DEFAULT_MAX_AGENT_DEPTH 10
 
 typedef struct config {
-    int refcount;                 /* atomic; see config_retain */
-    char *source;                 /* file path, or "environment" */
+    int refcount; /* atomic; see config_retain */
+    char *source; /* file path, or "environment" */
 
     char *host;
     int port;
-    int threads;                  /* 0 = one per core */
+    int threads; /* 0 = one per core */
     size_t max_body_bytes;
     int header_timeout_s;
     int idle_timeout_s;
     int shutdown_timeout_s;
-    char *log_level;              /* "info" unless set */
+    char *log_level; /* "info" unless set */
 
-    bool drop_excess_requests;    /* client.drop_excess_requests */
+    bool drop_excess_requests; /* client.drop_excess_requests */
 
     config_provider_t *providers;
     size_t n_providers;
 
     /* Telemetry: "logs", "audit", "metrics" and "admin" (docs/configuration.md). */
-    bool logs_enabled;                /* request and tool log in SQLite under the data dir */
-    bool logs_content;                /* keep request and response bodies in the log */
-    int logs_retention_days;          /* rows older than this are deleted */
-    int logs_content_retention_days;  /* bodies older than this are cleared, rows kept */
-    int logs_queue_size;              /* rows waiting for the writer; past it rows are dropped */
-    json_t *prices;                   /* logs.prices: overrides of the shipped price table,
-                                       * {"provider/model": {"input", "output", "cached_input"}}
-                                       * in USD per million tokens; owned, NULL when absent */
-    bool audit_enabled;               /* record every upstream exchange, hash-chained */
-    bool audit_content;               /* record body bytes (true) or only their SHA-256 */
-    bool metrics_enabled;             /* serve GET /metrics */
-    char *admin_token;                /* bearer token of the admin API (/api/...); NULL = off */
+    bool logs_enabled;               /* request and tool log in SQLite under the data dir */
+    bool logs_content;               /* keep request and response bodies in the log */
+    int logs_retention_days;         /* rows older than this are deleted */
+    int logs_content_retention_days; /* bodies older than this are cleared, rows kept */
+    int logs_queue_size;             /* rows waiting for the writer; past it rows are dropped */
+    json_t *prices;                  /* logs.prices: overrides of the shipped price table,
+                                      * {"provider/model": {"input", "output", "cached_input"}}
+                                      * in USD per million tokens; owned, NULL when absent */
+    bool audit_enabled;              /* record every upstream exchange, hash-chained */
+    bool audit_content;              /* record body bytes (true) or only their SHA-256 */
+    bool metrics_enabled;            /* serve GET /metrics */
+    char *admin_token;               /* bearer token of the admin API (/api/...); NULL = off */
 
     /* ---- MCP: the "mcp" section (config/mcp.c). A field at 0 means its default. ---- */
     config_mcp_client_t *mcp_clients; /* mcp.client_configs, in file order */
@@ -158,10 +158,10 @@ typedef struct config {
     int mcp_max_agent_depth;          /* model rounds in agent mode; 0 = the default (10) */
     config_mcp_binding_t mcp_code_mode_binding; /* "server" (the default) or "tool" */
     /* tool_manager_config.code_mode_limits: each Code Mode execution's limits */
-    int mcp_code_mode_wall_ms;      /* 0 = 30000 */
-    int mcp_code_mode_cpu_s;        /* 0 = 10 */
-    int mcp_code_mode_memory_mb;    /* 0 = 256 */
-    int mcp_code_mode_output_bytes; /* 0 = 1 MiB */
+    int mcp_code_mode_wall_ms;        /* 0 = 30000 */
+    int mcp_code_mode_cpu_s;          /* 0 = 10 */
+    int mcp_code_mode_memory_mb;      /* 0 = 256 */
+    int mcp_code_mode_output_bytes;   /* 0 = 1 MiB */
     int mcp_code_mode_max_concurrent; /* scripts in the sandbox at once, all requests; 0 = 16 */
     char **mcp_server_tokens;         /* bearer tokens of gatehouse's own /mcp, env. resolved,
                                        * NULL-terminated; NULL when none is configured */

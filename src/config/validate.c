@@ -140,8 +140,7 @@ static void check_fields(loader_t *ld, json_t *obj, const char *const *used,
 {
     const char *key;
     json_t *value;
-    json_object_foreach(obj, key, value)
-    {
+    json_object_foreach (obj, key, value) {
         if (in_list(used, key))
             continue;
         if (in_list(ignored, key))
@@ -154,9 +153,10 @@ static void check_fields(loader_t *ld, json_t *obj, const char *const *used,
 static const char *const root_used[] = {"$schema", "server",  "client", "providers", "logs",
                                         "audit",   "metrics", "admin",  "mcp",       NULL};
 static const char *const root_ignored[] = {
-    "encryption_key", "governance", "guardrails_config", "config_store", "logs_store",
-    "vector_store",   "plugins",    "framework",         "websocket",    "cluster_config",
-    NULL,
+    "encryption_key", "governance", "guardrails_config",
+    "config_store",   "logs_store", "vector_store",
+    "plugins",        "framework",  "websocket",
+    "cluster_config", NULL,
 };
 
 static const char *const server_used[] = {
@@ -171,9 +171,9 @@ static const char *const server_used[] = {
     NULL,
 };
 
-static const char *const client_used[] = {
-    "drop_excess_requests", "max_request_body_size_mb", "enable_logging",
-    "disable_content_logging", "log_retention_days", NULL};
+static const char *const client_used[] = {"drop_excess_requests", "max_request_body_size_mb",
+                                          "enable_logging",       "disable_content_logging",
+                                          "log_retention_days",   NULL};
 static const char *const client_ignored[] = {
     "initial_pool_size",         "logging_headers",          "allowed_origins",
     "allowed_headers",           "prometheus_labels",        "enforce_governance_header",
@@ -198,8 +198,8 @@ static const char *const network_used[] = {
 
 static const char *const concurrency_used[] = {"concurrency", "buffer_size", NULL};
 
-static const char *const logs_used[] = {"enabled", "content", "retention_days",
-                                        "content_retention_days", "queue_size", "prices", NULL};
+static const char *const logs_used[] = {
+    "enabled", "content", "retention_days", "content_retention_days", "queue_size", "prices", NULL};
 static const char *const audit_used[] = {"enabled", "content", NULL};
 static const char *const metrics_used[] = {"enabled", NULL};
 static const char *const admin_used[] = {"token", NULL};
@@ -382,8 +382,7 @@ static void check_prices(loader_t *ld, json_t *prices)
 {
     const char *model;
     json_t *entry;
-    json_object_foreach(prices, model, entry)
-    {
+    json_object_foreach (prices, model, entry) {
         size_t mark = path_push_key(ld, model);
         if (!json_is_object(entry)) {
             error_at(ld, NULL, "must be an object with input, output and cached_input prices");
@@ -392,8 +391,7 @@ static void check_prices(loader_t *ld, json_t *prices)
         }
         const char *name;
         json_t *price;
-        json_object_foreach(entry, name, price)
-        {
+        json_object_foreach (entry, name, price) {
             bool known = strcmp(name, "input") == 0 || strcmp(name, "output") == 0 ||
                          strcmp(name, "cached_input") == 0;
             if (!known)
@@ -592,8 +590,7 @@ static void load_extra_headers(loader_t *ld, config_provider_t *p, json_t *nc)
 
     const char *name;
     json_t *value;
-    json_object_foreach(headers, name, value)
-    {
+    json_object_foreach (headers, name, value) {
         if (!valid_header_name(name)) {
             error_at(ld, name, "is not a valid HTTP header name");
             continue;
@@ -714,8 +711,7 @@ static bool read_models(loader_t *ld, json_t *kj, const char *provider, model_li
     out->items = xcalloc(json_array_size(models), sizeof(char *));
     size_t i;
     json_t *m;
-    json_array_foreach(models, i, m)
-    {
+    json_array_foreach (models, i, m) {
         size_t im = path_push_index(ld, i);
         const char *name =
             json_is_string(m) ? strip_own_prefix(json_string_value(m), provider) : NULL;
@@ -910,8 +906,7 @@ static bool load_keys(loader_t *ld, config_provider_t *p, json_t *pj, const iden
     size_t mark = path_push_key(ld, "keys");
     size_t i;
     json_t *kj;
-    json_array_foreach(keys, i, kj)
-    {
+    json_array_foreach (keys, i, kj) {
         size_t im = path_push_index(ld, i);
         key_result_t r = load_key(ld, p, i, kj, id->key_optional);
         dropped += r == KEY_DROPPED;
@@ -976,8 +971,7 @@ static void load_providers(loader_t *ld, config_t *cfg, json_t *root)
 
     const char *name;
     json_t *pj;
-    json_object_foreach(providers, name, pj)
-    {
+    json_object_foreach (providers, name, pj) {
         size_t pm = path_push_key(ld, name);
         load_provider(ld, cfg, name, pj);
         path_pop(ld, pm);

@@ -62,8 +62,8 @@ static int fail(dialect_parse_error_t *err, const char *param, const char *code,
 
 static int check_messages(json_t *messages, dialect_parse_error_t *err)
 {
-    static const char *const roles[] = {"system", "developer", "user", "assistant", "tool",
-                                        "function"};
+    static const char *const roles[] = {"system",    "developer", "user",
+                                        "assistant", "tool",      "function"};
 
     if (!json_is_array(messages))
         return fail(err, "messages", "invalid_type", "'messages' must be an array");
@@ -72,8 +72,7 @@ static int check_messages(json_t *messages, dialect_parse_error_t *err)
 
     size_t i;
     json_t *msg;
-    json_array_foreach(messages, i, msg)
-    {
+    json_array_foreach (messages, i, msg) {
         char what[128];
         if (!json_is_object(msg)) {
             snprintf(what, sizeof(what), "'messages[%zu]' must be an object", i);
@@ -84,8 +83,10 @@ static int check_messages(json_t *messages, dialect_parse_error_t *err)
         for (size_t r = 0; role && r < sizeof(roles) / sizeof(roles[0]); r++)
             known = known || strcmp(role, roles[r]) == 0;
         if (!known) {
-            snprintf(what, sizeof(what), "'messages[%zu].role' must be one of system, developer,"
-                     " user, assistant, tool", i);
+            snprintf(what, sizeof(what),
+                     "'messages[%zu].role' must be one of system, developer,"
+                     " user, assistant, tool",
+                     i);
             return fail(err, "messages", "invalid_value", what);
         }
     }
@@ -104,8 +105,7 @@ static int take_fallbacks(json_t *body, dialect_chat_request_t *out, dialect_par
 
     size_t i;
     json_t *m;
-    json_array_foreach(fb, i, m)
-    {
+    json_array_foreach (fb, i, m) {
         if (!json_is_string(m) || json_string_length(m) == 0)
             return fail(err, "fallbacks", "invalid_type",
                         "'fallbacks' must be an array of non-empty model names");

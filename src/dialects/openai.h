@@ -24,11 +24,11 @@ const char *dialect_openai_error_type(int status);
 
 /* A parsed and checked chat request. */
 typedef struct dialect_chat_request {
-    json_t *body;        /* the whole parsed body, owned */
-    const char *model;   /* borrowed from body */
+    json_t *body;      /* the whole parsed body, owned */
+    const char *model; /* borrowed from body */
     bool stream;
-    bool include_usage;  /* stream_options.include_usage */
-    json_t *fallbacks;   /* array of model strings, removed from body; owned, may be NULL */
+    bool include_usage; /* stream_options.include_usage */
+    json_t *fallbacks;  /* array of model strings, removed from body; owned, may be NULL */
 } dialect_chat_request_t;
 
 /* Result of dialect_openai_parse_chat: 0 on success, else an HTTP status (400) with message,

@@ -32,8 +32,8 @@ void metrics_handle(http_request_t *req, gateway_worker_t *w, const char *reques
     bool enabled = snap->cfg->metrics_enabled;
     gateway_snapshot_release(snap);
     if (!enabled) {
-        gateway_respond_error(req, request_id, 404, "metrics are disabled (metrics.enabled)",
-                              NULL, "not_found");
+        gateway_respond_error(req, request_id, 404, "metrics are disabled (metrics.enabled)", NULL,
+                              "not_found");
         return;
     }
 
@@ -54,8 +54,8 @@ static bool admin_authorized(http_request_t *req, const char *rid)
 
     if (token == NULL) {
         gateway_snapshot_release(snap);
-        gateway_respond_error(req, rid, 403, "the admin API is disabled: set admin.token",
-                              NULL, "admin_disabled");
+        gateway_respond_error(req, rid, 403, "the admin API is disabled: set admin.token", NULL,
+                              "admin_disabled");
         return false;
     }
     if (auth != NULL && strncmp(auth, "Bearer ", 7) == 0) {
@@ -65,8 +65,10 @@ static bool admin_authorized(http_request_t *req, const char *rid)
     gateway_snapshot_release(snap);
 
     if (!ok)
-        gateway_respond_error(req, rid, 401, "a valid admin token is required"
-                              " (Authorization: Bearer ...)", NULL, "invalid_admin_token");
+        gateway_respond_error(req, rid, 401,
+                              "a valid admin token is required"
+                              " (Authorization: Bearer ...)",
+                              NULL, "invalid_admin_token");
     return ok;
 }
 

@@ -49,9 +49,9 @@
 #include "util/sse.h"
 
 #define CHAT_MAX_TARGETS 16
-#define CHAT_MAX_BODY (64u * 1024 * 1024) /* upstream JSON bodies above this are refused */
-#define CHAT_MAX_ERROR_BODY (64u * 1024)  /* error bodies are kept up to this for the message */
-#define CHAT_MAX_LOGGED (1u * 1024 * 1024) /* response text kept for the request log */
+#define CHAT_MAX_BODY (64u * 1024 * 1024)    /* upstream JSON bodies above this are refused */
+#define CHAT_MAX_ERROR_BODY (64u * 1024)     /* error bodies are kept up to this for the message */
+#define CHAT_MAX_LOGGED (1u * 1024 * 1024)   /* response text kept for the request log */
 #define CHAT_MAX_AUDITED (64u * 1024 * 1024) /* upstream bytes kept for one audit record */
 
 typedef struct chat {
@@ -64,68 +64,68 @@ typedef struct chat {
 
     router_target_t targets[CHAT_MAX_TARGETS];
     size_t n_targets;
-    size_t cur;                  /* index of the target being tried */
-    int attempt;                 /* attempts made on the current target */
-    int retries;                 /* retries over the whole request, for the headers and log */
-    uint64_t keys_dropped;       /* 401/403: bit i = key i is out for this target */
-    uint64_t keys_rotated;       /* 429: avoid key i on the next pick */
+    size_t cur;            /* index of the target being tried */
+    int attempt;           /* attempts made on the current target */
+    int retries;           /* retries over the whole request, for the headers and log */
+    uint64_t keys_dropped; /* 401/403: bit i = key i is out for this target */
+    uint64_t keys_rotated; /* 429: avoid key i on the next pick */
     int key_index;
 
     limiter_t *limiter;
     bool holds_slot;
     gateway_waiter_t *waiter;
-    struct event *timer;         /* backoff before a retry */
+    struct event *timer; /* backoff before a retry */
 
     const provider_ops_t *ops;
     provider_target_t ptarget;
     provider_http_t up_req;
     bool up_req_built;
     upstream_call_t *call;
-    long status;                 /* upstream HTTP status of the current attempt */
-    long retry_after_s;          /* the upstream's Retry-After in seconds, or -1 */
-    buf_t body;                  /* upstream JSON or error body */
+    long status;        /* upstream HTTP status of the current attempt */
+    long retry_after_s; /* the upstream's Retry-After in seconds, or -1 */
+    buf_t body;         /* upstream JSON or error body */
     bool body_too_large;
 
-    bool streaming_upstream;     /* current attempt answered 2xx text/event-stream */
+    bool streaming_upstream; /* current attempt answered 2xx text/event-stream */
     provider_stream_t *stream;
     sse_parser_t sse;
-    bool stream_done;            /* the adapter saw its end marker */
+    bool stream_done; /* the adapter saw its end marker */
     bool stream_failed;
     provider_error_t stream_err;
-    bool client_streaming;       /* headers and at least one chunk sent to the client */
+    bool client_streaming; /* headers and at least one chunk sent to the client */
 
-    int fail_status;             /* the last failure, answered when no target is left */
+    int fail_status; /* the last failure, answered when no target is left */
     char fail_msg[512];
     const char *fail_type;
     const char *fail_code;
 
-    long tokens_in;              /* over all model turns */
+    long tokens_in; /* over all model turns */
     long tokens_out;
     long tokens_cached;
-    long base_in;                /* the same, of the turns before the current one */
+    long base_in; /* the same, of the turns before the current one */
     long base_out;
     long base_cached;
 
     /* MCP: the tools added to the request, and agent mode when any of them auto-executes. */
     inject_tools_t tools;
-    agent_t *agent;              /* NULL unless an auto-executable tool was added */
-    agent_plan_t plan;           /* of the round of tool calls running */
-    json_t *held_resp;           /* JSON answer waiting for its round (AGENT_RUN_SOME) */
-    const json_t *prep_msg;      /* the turn's message while agent_prepare works */
-    json_t *prep_resp;           /* its JSON answer meanwhile (NULL in a stream) */
-    bool turn_sent;              /* a chunk of the current model turn reached the client */
+    agent_t *agent;         /* NULL unless an auto-executable tool was added */
+    agent_plan_t plan;      /* of the round of tool calls running */
+    json_t *held_resp;      /* JSON answer waiting for its round (AGENT_RUN_SOME) */
+    const json_t *prep_msg; /* the turn's message while agent_prepare works */
+    json_t *prep_resp;      /* its JSON answer meanwhile (NULL in a stream) */
+    bool turn_sent;         /* a chunk of the current model turn reached the client */
 
     /* Telemetry: timings, and what the request log and the audit trail keep. */
-    double started_unix;         /* wall clock at arrival */
-    double first_sent_at;        /* monotonic time the answer (or first chunk) went out; 0 */
-    double upstream_s;           /* time in upstream exchanges, all attempts */
-    double waited_s;             /* backoff sleeps and queueing for a provider slot */
-    double wait_began;           /* monotonic start of the current wait */
-    double attempt_unix;         /* wall clock at the start of the current attempt */
-    bool log_content;            /* bodies go to the request log */
-    bool audit;                  /* upstream exchanges go to the audit trail */
-    buf_t logged_response;       /* the answer as the client got it, capped */
-    buf_t audited_body;          /* raw upstream bytes of the current attempt, capped */
+    double started_unix;   /* wall clock at arrival */
+    double first_sent_at;  /* monotonic time the answer (or first chunk) went out; 0 */
+    double upstream_s;     /* time in upstream exchanges, all attempts */
+    double waited_s;       /* backoff sleeps and queueing for a provider slot */
+    double wait_began;     /* monotonic start of the current wait */
+    double attempt_unix;   /* wall clock at the start of the current attempt */
+    bool log_content;      /* bodies go to the request log */
+    bool audit;            /* upstream exchanges go to the audit trail */
+    buf_t logged_response; /* the answer as the client got it, capped */
+    buf_t audited_body;    /* raw upstream bytes of the current attempt, capped */
     bool finished;
 } chat_t;
 
@@ -269,8 +269,7 @@ static void report_request(chat_t *c, int status)
 
 /* Writes the access line and the request's record, finishes the HTTP request (ends the stream
  * when one was started, else answers with status and body) and frees everything. */
-static void chat_end(chat_t *c, int status, const char *content_type, const char *body,
-                     size_t len)
+static void chat_end(chat_t *c, int status, const char *content_type, const char *body, size_t len)
 {
     char model[300];
     c->finished = true;
@@ -340,8 +339,8 @@ static void fail_request(chat_t *c, int status, const char *message, const char 
 static void respond_failure(chat_t *c)
 {
     if (c->n_targets > 1)
-        log_warn(c->rid, "all %zu models failed; answering %d: %s", c->n_targets,
-                 c->fail_status, c->fail_msg);
+        log_warn(c->rid, "all %zu models failed; answering %d: %s", c->n_targets, c->fail_status,
+                 c->fail_msg);
     else
         log_warn(c->rid, "request failed with %d: %s", c->fail_status, c->fail_msg);
 
@@ -403,8 +402,8 @@ static void note_usage(chat_t *c, const json_t *usage)
 {
     json_t *in = json_object_get(usage, "prompt_tokens");
     json_t *out = json_object_get(usage, "completion_tokens");
-    json_t *cached = json_object_get(json_object_get(usage, "prompt_tokens_details"),
-                                     "cached_tokens");
+    json_t *cached =
+        json_object_get(json_object_get(usage, "prompt_tokens_details"), "cached_tokens");
     if (json_is_integer(in))
         c->tokens_in = c->base_in + (long)json_integer_value(in);
     if (json_is_integer(out))
@@ -488,9 +487,10 @@ static int on_chunk(void *arg, json_t *chunk, const char *raw, size_t raw_len)
 static void stream_fail_to_client(chat_t *c, char *message, size_t cap)
 {
     scrub_keys(c, message, cap);
-    log_error(c->rid, "upstream stream from %s failed after the response started: %s;"
-              " ending the client stream with an error event", c->targets[c->cur].provider->name,
-              message);
+    log_error(c->rid,
+              "upstream stream from %s failed after the response started: %s;"
+              " ending the client stream with an error event",
+              c->targets[c->cur].provider->name, message);
 
     buf_t body = BUF_INIT;
     dialect_openai_error(&body, message, "upstream_error", NULL, "stream_interrupted");
@@ -558,8 +558,7 @@ static void answer_json(chat_t *c, json_t *resp, agent_plan_t plan)
     json_decref(resp);
     if (rc != 0) {
         buf_free(&text);
-        fail_request(c, 500, "gatehouse could not serialize the answer", "api_error", NULL,
-                     NULL);
+        fail_request(c, 500, "gatehouse could not serialize the answer", "api_error", NULL, NULL);
         return;
     }
     add_route_headers(c);
@@ -592,7 +591,7 @@ static void stream_finish_agent(chat_t *c, agent_plan_t plan)
     json_t *out = agent_stream_tail(c->agent, plan, usage);
     size_t i;
     json_t *chunk;
-    json_array_foreach(out, i, chunk)
+    json_array_foreach (out, i, chunk)
         write_chunk(c, chunk);
     json_decref(out);
     stream_done(c);
@@ -770,8 +769,8 @@ static void finish_stream(chat_t *c, const upstream_result_t *res)
 static void finish_json(chat_t *c)
 {
     provider_error_t err = {{0}, "upstream_error"};
-    json_t *resp = c->ops->parse_response(&c->ptarget, c->body.data ? c->body.data : "",
-                                          c->body.len, &err);
+    json_t *resp =
+        c->ops->parse_response(&c->ptarget, c->body.data ? c->body.data : "", c->body.len, &err);
     if (resp == NULL) {
         record_failure(c, 502, "upstream_error", "bad_upstream_response",
                        "upstream %s answered with a body gatehouse cannot read: %s",
@@ -884,8 +883,8 @@ static void next_target(chat_t *c)
         return;
     }
     log_warn(c->rid, "falling back to %s/%s (fallback %zu of %zu) after: %s",
-             c->targets[c->cur].provider->name, c->targets[c->cur].model, c->cur,
-             c->n_targets - 1, c->fail_msg);
+             c->targets[c->cur].provider->name, c->targets[c->cur].model, c->cur, c->n_targets - 1,
+             c->fail_msg);
     begin_target(c);
 }
 
@@ -901,8 +900,8 @@ static void schedule_retry(chat_t *c)
     const config_provider_t *p = c->targets[c->cur].provider;
     long delay = router_backoff_ms(c->attempt, p->backoff_initial_ms, p->backoff_max_ms,
                                    c->retry_after_s, gateway_worker_random(c->worker));
-    log_warn(c->rid, "attempt %d on %s/%s failed (%d: %s); retrying in %ld ms", c->attempt,
-             p->name, c->targets[c->cur].model, c->fail_status, c->fail_msg, delay);
+    log_warn(c->rid, "attempt %d on %s/%s failed (%d: %s); retrying in %ld ms", c->attempt, p->name,
+             c->targets[c->cur].model, c->fail_status, c->fail_msg, delay);
 
     c->retries++;
     if (c->timer == NULL)
@@ -1056,7 +1055,8 @@ static void begin_target(chat_t *c)
         if (c->snap->cfg->drop_excess_requests) {
             record_failure(c, 429, "rate_limit_error", "provider_queue_full",
                            "provider '%s' is at its concurrency limit (%d) and its queue (%d) is"
-                           " full", p->name, p->concurrency, p->buffer_size);
+                           " full",
+                           p->name, p->concurrency, p->buffer_size);
             next_target(c);
             return;
         }
@@ -1086,14 +1086,13 @@ static int resolve_targets(chat_t *c)
 {
     size_t n_fb = c->req.fallbacks ? json_array_size(c->req.fallbacks) : 0;
     if (n_fb + 1 > CHAT_MAX_TARGETS) {
-        fail_request(c, 400, "too many fallbacks (at most 15)", NULL, "fallbacks",
-                     "invalid_value");
+        fail_request(c, 400, "too many fallbacks (at most 15)", NULL, "fallbacks", "invalid_value");
         return 400;
     }
 
     for (size_t i = 0; i <= n_fb; i++) {
-        const char *name = i == 0 ? c->req.model
-                                  : json_string_value(json_array_get(c->req.fallbacks, i - 1));
+        const char *name =
+            i == 0 ? c->req.model : json_string_value(json_array_get(c->req.fallbacks, i - 1));
         char msg[512];
         router_status_t st = router_resolve(c->snap->cfg, name, &c->targets[i], msg, sizeof(msg));
         if (st == ROUTER_OK)
@@ -1149,8 +1148,8 @@ void chat_handle(http_request_t *req, gateway_worker_t *w, const char *request_i
      * off there is nothing to keep it for (and no copy of the answer to make). The audit
      * trail records when the configuration says so or the request opts in. */
     const char *no_content = http_request_header(req, "x-gatehouse-log-content");
-    c->log_content = c->snap->cfg->logs_enabled && c->snap->cfg->logs_content &&
-                     !header_is(no_content, "false");
+    c->log_content =
+        c->snap->cfg->logs_enabled && c->snap->cfg->logs_content && !header_is(no_content, "false");
     c->audit = c->snap->cfg->audit_enabled ||
                header_is(http_request_header(req, "x-gatehouse-audit"), "true");
 
@@ -1159,8 +1158,7 @@ void chat_handle(http_request_t *req, gateway_worker_t *w, const char *request_i
     dialect_parse_error_t perr;
     if (dialect_openai_parse_chat(body, len, &c->req, &perr) != 0) {
         log_info(c->rid, "rejected chat request: %s", perr.message);
-        fail_request(c, perr.status, perr.message, "invalid_request_error", perr.param,
-                     perr.code);
+        fail_request(c, perr.status, perr.message, "invalid_request_error", perr.param, perr.code);
         return;
     }
     if (resolve_targets(c) != 0)

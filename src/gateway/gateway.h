@@ -25,9 +25,9 @@ struct http_server;
 struct upstream_pool;
 
 typedef struct gateway_snapshot {
-    int refcount;          /* atomic */
-    config_t *cfg;         /* owned reference */
-    limiter_t **limiters;  /* parallel to cfg->providers; limiters themselves are global */
+    int refcount;         /* atomic */
+    config_t *cfg;        /* owned reference */
+    limiter_t **limiters; /* parallel to cfg->providers; limiters themselves are global */
 } gateway_snapshot_t;
 
 gateway_snapshot_t *gateway_snapshot_acquire(void);

@@ -18,12 +18,12 @@
 #include <stdbool.h>
 
 typedef struct limiter {
-    char *name;              /* provider name; owned */
-    int inflight;            /* atomic: slots taken */
-    int waiting;             /* atomic: requests queued for a slot */
-    int concurrency;         /* atomic: current limit */
-    int buffer_size;         /* atomic: current queue bound */
-    struct limiter *next;    /* registry list */
+    char *name;           /* provider name; owned */
+    int inflight;         /* atomic: slots taken */
+    int waiting;          /* atomic: requests queued for a slot */
+    int concurrency;      /* atomic: current limit */
+    int buffer_size;      /* atomic: current queue bound */
+    struct limiter *next; /* registry list */
 } limiter_t;
 
 /* Finds or creates the process-wide limiter for a provider and sets its limits. */

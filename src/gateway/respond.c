@@ -12,8 +12,8 @@ void gateway_respond_error(http_request_t *req, const char *request_id, int stat
                            const char *message, const char *param, const char *code)
 {
     /* Log first: once answered, a request whose client has gone may be freed. */
-    log_info(request_id, "%s %s answered %d: %s", http_request_method(req),
-             http_request_path(req), status, message);
+    log_info(request_id, "%s %s answered %d: %s", http_request_method(req), http_request_path(req),
+             status, message);
     gateway_access_log(req, request_id, status, NULL, -1, 0, 0);
 
     buf_t body = BUF_INIT;
@@ -28,9 +28,10 @@ void gateway_access_log(const http_request_t *req, const char *request_id, int s
 {
     char line[1024];
     double ms = started_at >= 0 ? (gateway_now() - started_at) * 1000.0 : 0.0;
-    snprintf(line, sizeof(line), "access [%s] %s %s %d model=%s latency_ms=%.1f tokens_in=%ld"
-             " tokens_out=%ld peer=%s", request_id, http_request_method(req),
-             http_request_path(req), status, model ? model : "-", ms, tokens_in, tokens_out,
-             http_request_peer(req));
+    snprintf(line, sizeof(line),
+             "access [%s] %s %s %d model=%s latency_ms=%.1f tokens_in=%ld"
+             " tokens_out=%ld peer=%s",
+             request_id, http_request_method(req), http_request_path(req), status,
+             model ? model : "-", ms, tokens_in, tokens_out, http_request_peer(req));
     log_line(line);
 }

@@ -27,8 +27,7 @@ router_status_t router_resolve(const config_t *cfg, const char *name, router_tar
 
     out->provider = config_find_provider(cfg, provider);
     if (out->provider == NULL) {
-        snprintf(message, message_cap, "provider '%s' is not configured on this gateway",
-                 provider);
+        snprintf(message, message_cap, "provider '%s' is not configured on this gateway", provider);
         return ROUTER_UNKNOWN_PROVIDER;
     }
     snprintf(out->model, sizeof(out->model), "%s", slash + 1);

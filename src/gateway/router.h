@@ -24,9 +24,9 @@ typedef struct router_target {
 
 typedef enum router_status {
     ROUTER_OK = 0,
-    ROUTER_BAD_NAME,         /* no "provider/" prefix, or empty parts */
-    ROUTER_UNKNOWN_PROVIDER, /* prefix names no configured provider */
-    ROUTER_MODEL_NOT_ALLOWED,/* no key of the provider allows the model */
+    ROUTER_BAD_NAME,          /* no "provider/" prefix, or empty parts */
+    ROUTER_UNKNOWN_PROVIDER,  /* prefix names no configured provider */
+    ROUTER_MODEL_NOT_ALLOWED, /* no key of the provider allows the model */
 } router_status_t;
 
 /* Resolves name against cfg. On failure, message explains it for the client. */

@@ -58,7 +58,7 @@ struct gateway_worker {
     struct event *drain_poll_ev; /* checks whether in-flight requests are done */
     double drain_deadline;
     struct waiter_list waiters;
-    uint64_t rng[2];             /* xorshift128+ state */
+    uint64_t rng[2]; /* xorshift128+ state */
 };
 
 static pthread_mutex_t snapshot_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -251,8 +251,7 @@ static void respond_health(http_request_t *req, const char *rid, double started_
 {
     gateway_snapshot_t *snap = gateway_snapshot_acquire();
     char body[256];
-    int n = snprintf(body, sizeof(body),
-                     "{\"status\":\"ok\",\"version\":\"%s\",\"providers\":%zu}",
+    int n = snprintf(body, sizeof(body), "{\"status\":\"ok\",\"version\":\"%s\",\"providers\":%zu}",
                      GATEHOUSE_VERSION, snap->cfg->n_providers);
     gateway_snapshot_release(snap);
 
@@ -330,8 +329,10 @@ static void on_drain_poll(evutil_socket_t fd, short what, void *arg)
     size_t left = http_server_inflight(w->server);
     if (left == 0 || gateway_now() >= w->drain_deadline) {
         if (left > 0)
-            log_warn(NULL, "worker %d: shutdown deadline passed with %zu requests in flight;"
-                     " closing them", w->index, left);
+            log_warn(NULL,
+                     "worker %d: shutdown deadline passed with %zu requests in flight;"
+                     " closing them",
+                     w->index, left);
         event_base_loopbreak(w->base);
         return;
     }
@@ -438,8 +439,8 @@ static void ensure_data_dir(const char *dir)
 {
     if (dir == NULL || mkdir(dir, 0700) == 0 || errno == EEXIST)
         return;
-    log_warn(NULL, "cannot create data directory %s: %s; features that keep data will fail",
-             dir, strerror(errno));
+    log_warn(NULL, "cannot create data directory %s: %s; features that keep data will fail", dir,
+             strerror(errno));
 }
 
 int gateway_start(config_t *cfg, const gateway_opts_t *opts)
@@ -449,8 +450,10 @@ int gateway_start(config_t *cfg, const gateway_opts_t *opts)
     signal(SIGPIPE, SIG_IGN);
     ensure_data_dir(opts->data_dir);
     if (telemetry_start(cfg, opts->data_dir) != 0) {
-        log_crit(NULL, "cannot start the request log or audit trail under %s (reason above);"
-                 " not starting", opts->data_dir);
+        log_crit(NULL,
+                 "cannot start the request log or audit trail under %s (reason above);"
+                 " not starting",
+                 opts->data_dir);
         config_release(cfg);
         return -1;
     }
@@ -495,15 +498,17 @@ static void warn_restart_only(const config_t *old, const config_t *cfg)
     else if (old->idle_timeout_s != cfg->idle_timeout_s)
         changed = "server.idle_timeout_seconds";
     if (changed != NULL)
-        log_warn(NULL, "%s changed in %s; the server settings take effect after a restart, the"
-                 " rest of the file now", changed, gw_opts.config_path);
+        log_warn(NULL,
+                 "%s changed in %s; the server settings take effect after a restart, the"
+                 " rest of the file now",
+                 changed, gw_opts.config_path);
 }
 
 int gateway_reload(void)
 {
     if (gw_opts.config_path == NULL) {
         log_warn(NULL, "reload requested but configuration comes from the environment;"
-                 " nothing to reload");
+                       " nothing to reload");
         return -1;
     }
 

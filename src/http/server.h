@@ -39,9 +39,9 @@ typedef const char *(*http_render_error_fn)(const char *path, int status, const 
                                             buf_t *out);
 
 typedef struct http_server_opts {
-    size_t max_body_bytes;    /* request bodies above this get 413 */
-    int header_timeout_ms;    /* time allowed to receive a request's head and body */
-    int idle_timeout_ms;      /* keep-alive connection with no request in progress */
+    size_t max_body_bytes; /* request bodies above this get 413 */
+    int header_timeout_ms; /* time allowed to receive a request's head and body */
+    int idle_timeout_ms;   /* keep-alive connection with no request in progress */
     http_render_error_fn render_error;
 } http_server_opts_t;
 
@@ -49,8 +49,7 @@ typedef struct http_server_opts {
 int http_listen(const char *host, int port, int backlog);
 
 http_server_t *http_server_new(struct event_base *base, int listen_fd,
-                               const http_server_opts_t *opts, http_handler_fn handler,
-                               void *arg);
+                               const http_server_opts_t *opts, http_handler_fn handler, void *arg);
 /* Stops accepting new connections and closes idle keep-alive connections; requests in
  * progress go on. Connections close after their current response. */
 void http_server_drain(http_server_t *srv);

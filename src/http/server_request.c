@@ -265,8 +265,7 @@ static int on_headers_complete(http_parser *p)
 
     if (has_length)
         buf_reserve(&req->body, (size_t)p->content_length);
-    if (req_expects_continue(req, p))
-    {
+    if (req_expects_continue(req, p)) {
         evbuffer_add(http_conn_output(c), "HTTP/1.1 100 Continue\r\n\r\n", 25);
         http_conn_want_write(c);
     }

@@ -26,26 +26,26 @@ typedef struct upstream_call upstream_call_t;
 
 /* Fixed kinds of upstream failure, so every failure maps to one status and one log line. */
 typedef enum upstream_err {
-    UPSTREAM_OK = 0,          /* transfer completed; look at the HTTP status */
-    UPSTREAM_ERR_TIMEOUT,     /* connect or total timeout */
-    UPSTREAM_ERR_REFUSED,     /* connection refused or host unreachable */
-    UPSTREAM_ERR_DNS,         /* name did not resolve */
-    UPSTREAM_ERR_TLS,         /* TLS handshake or certificate failure */
-    UPSTREAM_ERR_RESET,       /* connection reset or closed before the response was complete */
-    UPSTREAM_ERR_BAD_RESPONSE,/* not valid HTTP */
-    UPSTREAM_ERR_ABORTED,     /* a callback asked to stop */
-    UPSTREAM_ERR_INTERNAL,    /* curl setup failed; a bug or out of resources */
+    UPSTREAM_OK = 0,           /* transfer completed; look at the HTTP status */
+    UPSTREAM_ERR_TIMEOUT,      /* connect or total timeout */
+    UPSTREAM_ERR_REFUSED,      /* connection refused or host unreachable */
+    UPSTREAM_ERR_DNS,          /* name did not resolve */
+    UPSTREAM_ERR_TLS,          /* TLS handshake or certificate failure */
+    UPSTREAM_ERR_RESET,        /* connection reset or closed before the response was complete */
+    UPSTREAM_ERR_BAD_RESPONSE, /* not valid HTTP */
+    UPSTREAM_ERR_ABORTED,      /* a callback asked to stop */
+    UPSTREAM_ERR_INTERNAL,     /* curl setup failed; a bug or out of resources */
 } upstream_err_t;
 
 const char *upstream_err_name(upstream_err_t err);
 
 typedef struct upstream_result {
     upstream_err_t err;
-    long status;          /* HTTP status, 0 when none was received */
-    char message[256];    /* human-readable cause when err != UPSTREAM_OK */
-    double connect_s;     /* seconds until connected */
-    double first_byte_s;  /* seconds until the first response byte */
-    double total_s;       /* seconds for the whole transfer */
+    long status;         /* HTTP status, 0 when none was received */
+    char message[256];   /* human-readable cause when err != UPSTREAM_OK */
+    double connect_s;    /* seconds until connected */
+    double first_byte_s; /* seconds until the first response byte */
+    double total_s;      /* seconds for the whole transfer */
 } upstream_result_t;
 
 typedef struct upstream_callbacks {
@@ -55,14 +55,14 @@ typedef struct upstream_callbacks {
 } upstream_callbacks_t;
 
 typedef struct upstream_request {
-    const char *method;          /* "POST", "GET", ... */
+    const char *method; /* "POST", "GET", ... */
     const char *url;
-    const char *const *headers;  /* "Name: value" strings, NULL-terminated; may be NULL */
-    const char *body;            /* may be NULL; not copied, must outlive the call */
+    const char *const *headers; /* "Name: value" strings, NULL-terminated; may be NULL */
+    const char *body;           /* may be NULL; not copied, must outlive the call */
     size_t body_len;
-    long timeout_ms;             /* whole transfer; 0 = none */
-    long connect_timeout_ms;     /* 0 = curl's default */
-    long idle_timeout_ms;        /* abort when no byte arrives for this long; 0 = none */
+    long timeout_ms;         /* whole transfer; 0 = none */
+    long connect_timeout_ms; /* 0 = curl's default */
+    long idle_timeout_ms;    /* abort when no byte arrives for this long; 0 = none */
 } upstream_request_t;
 
 upstream_pool_t *upstream_pool_new(struct event_base *base);

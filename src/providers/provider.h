@@ -77,8 +77,8 @@ typedef struct provider_ops {
 
     /* Canonical request -> upstream HTTP request. Returns 0, or -1 with err filled (a request
      * the provider cannot express, e.g. an unsupported content part). */
-    int (*build_request)(const provider_target_t *t, const json_t *canonical,
-                         provider_http_t *out, provider_error_t *err);
+    int (*build_request)(const provider_target_t *t, const json_t *canonical, provider_http_t *out,
+                         provider_error_t *err);
 
     /* Upstream JSON body (status 2xx) -> canonical chat.completion, or NULL with err. */
     json_t *(*parse_response)(const provider_target_t *t, const char *body, size_t len,
@@ -89,12 +89,11 @@ typedef struct provider_ops {
     void (*parse_error)(long status, const char *body, size_t len, provider_error_t *err);
 
     /* Streaming: a new translator for one upstream stream. */
-    provider_stream_t *(*stream_new)(const provider_target_t *t, provider_emit_fn emit,
-                                     void *arg);
+    provider_stream_t *(*stream_new)(const provider_target_t *t, provider_emit_fn emit, void *arg);
     /* One SSE event. Returns 0 to go on, 1 when the stream reached its end marker, -1 on a
      * protocol or in-stream error (err filled), or emit's non-zero value. */
-    int (*stream_event)(provider_stream_t *s, const char *event, size_t event_len,
-                        const char *data, size_t data_len, provider_error_t *err);
+    int (*stream_event)(provider_stream_t *s, const char *event, size_t event_len, const char *data,
+                        size_t data_len, provider_error_t *err);
     /* The upstream body ended. Returns 0 when the stream was complete, -1 (err filled) when it
      * was cut short. May emit final chunks. */
     int (*stream_finish)(provider_stream_t *s, provider_error_t *err);

@@ -34,17 +34,17 @@ void reqlog_submit(const telemetry_request_t *r, double cost_usd);
 
 /* One MCP tool execution (client call, agent mode or a Code Mode script). */
 typedef struct reqlog_tool_call {
-    const char *request_id;     /* the client request that led to it, or NULL */
-    const char *execution_id;   /* the Code Mode execution it ran in, or NULL */
-    const char *source;         /* "client", "agent" or "code_mode" */
+    const char *request_id;   /* the client request that led to it, or NULL */
+    const char *execution_id; /* the Code Mode execution it ran in, or NULL */
+    const char *source;       /* "client", "agent" or "code_mode" */
     const char *mcp_client;
     const char *tool;
     double started_unix;
     double duration_s;
     bool ok;
-    const char *error;          /* NULL when ok */
-    const char *arguments;      /* JSON text; NULL when content logging is off */
-    const char *result;         /* JSON text; NULL when content logging is off */
+    const char *error;     /* NULL when ok */
+    const char *arguments; /* JSON text; NULL when content logging is off */
+    const char *result;    /* JSON text; NULL when content logging is off */
 } reqlog_tool_call_t;
 
 void reqlog_submit_tool(const reqlog_tool_call_t *t);
@@ -56,9 +56,9 @@ typedef struct reqlog_filter {
     int status;
     double since_unix;
     double until_unix;
-    const char *q;        /* substring of the error message or, when kept, the bodies */
-    int limit;            /* default 50, at most 1000 */
-    const char *cursor;   /* from the previous page's "next_cursor" */
+    const char *q;      /* substring of the error message or, when kept, the bodies */
+    int limit;          /* default 50, at most 1000 */
+    const char *cursor; /* from the previous page's "next_cursor" */
 } reqlog_filter_t;
 
 /* {"data": [rows without bodies], "next_cursor": "..." or null}, or NULL with err filled. */

@@ -50,8 +50,8 @@ void telemetry_request_done(const config_t *cfg, const telemetry_request_t *r)
 {
     double cost = -1;
     if (r->provider != NULL && r->model != NULL)
-        cost = prices_cost(cfg, r->provider, r->model, r->tokens_in, r->tokens_out,
-                           r->tokens_cached);
+        cost =
+            prices_cost(cfg, r->provider, r->model, r->tokens_in, r->tokens_out, r->tokens_cached);
 
     metrics_request(r, cost);
     if (reqlog_running && cfg->logs_enabled)

@@ -16,7 +16,10 @@ typedef struct buf {
     size_t cap; /* bytes allocated */
 } buf_t;
 
-#define BUF_INIT {NULL, 0, 0}
+#define BUF_INIT                                                                                   \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void buf_init(buf_t *b);
 void buf_free(buf_t *b);

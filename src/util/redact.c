@@ -21,8 +21,9 @@ void redact_secret(const char *secret, char *out, size_t cap)
 bool redact_is_secret_header(const char *name)
 {
     static const char *const names[] = {
-        "authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key",
-        "cookie",        "set-cookie",          "x-gatehouse-admin-token",
+        "authorization", "proxy-authorization",     "x-api-key",
+        "api-key",       "x-goog-api-key",          "cookie",
+        "set-cookie",    "x-gatehouse-admin-token",
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (strcasecmp(name, names[i]) == 0)

@@ -798,7 +798,6 @@ static void test_check_file(void **state)
     free(text);
 }
 
-
 static void test_telemetry_sections(void **state)
 {
     setenv("GH_TEST_ADMIN", "admin-token-0123456789", 1);
@@ -824,15 +823,16 @@ static void test_telemetry_sections(void **state)
     assert_false(cfg->audit_content);
     assert_false(cfg->metrics_enabled);
     assert_string_equal(cfg->admin_token, "admin-token-0123456789");
-    assert_true(json_number_value(json_object_get(
-                    json_object_get(cfg->prices, "openai/gpt-4o"), "output")) == 10.0);
+    assert_true(json_number_value(json_object_get(json_object_get(cfg->prices, "openai/gpt-4o"),
+                                                  "output")) == 10.0);
     config_release(cfg);
     config_report_free(&r);
     json_decref(root);
 
     /* a short token and a bad price are errors with their paths; the token never printed */
     root = json_loads("{\"admin\": {\"token\": \"short\"},"
-                      " \"logs\": {\"prices\": {\"a/b\": {\"input\": -1}}}}", 0, NULL);
+                      " \"logs\": {\"prices\": {\"a/b\": {\"input\": -1}}}}",
+                      0, NULL);
     config_report_init(&r);
     assert_null(config_load_json(root, "test", &r));
     assert_paths(&r, true, "logs.prices.a/b.input\nadmin.token\n");

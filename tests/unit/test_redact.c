@@ -32,7 +32,8 @@ static void test_secret_headers(void **state)
 
 static void test_scrub(void **state)
 {
-    char msg[128] = "Incorrect API key provided: sk-test-0123456789abcdef. Again sk-test-0123456789abcdef!";
+    char msg[128] =
+        "Incorrect API key provided: sk-test-0123456789abcdef. Again sk-test-0123456789abcdef!";
     redact_scrub(msg, sizeof(msg), "sk-test-0123456789abcdef");
     assert_string_equal(msg, "Incorrect API key provided: sk-t...(24). Again sk-t...(24)!");
 

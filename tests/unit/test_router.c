@@ -45,15 +45,14 @@ static void test_resolve_errors(void **state)
     assert_non_null(strstr(msg, "provider/model"));
     assert_int_equal(router_resolve(&cfg, "/gpt-4o", &t, msg, sizeof(msg)), ROUTER_BAD_NAME);
     assert_int_equal(router_resolve(&cfg, "openai/", &t, msg, sizeof(msg)), ROUTER_BAD_NAME);
-    assert_int_equal(router_resolve(&cfg, "nope/x", &t, msg, sizeof(msg)),
-                     ROUTER_UNKNOWN_PROVIDER);
+    assert_int_equal(router_resolve(&cfg, "nope/x", &t, msg, sizeof(msg)), ROUTER_UNKNOWN_PROVIDER);
     assert_non_null(strstr(msg, "'nope'"));
 }
 
 static void test_resolve_not_allowed(void **state)
 {
-    config_key_t only[] = {{.name = "b", .value = "kb", .models = models_4o, .n_models = 1,
-                            .weight = 1.0}};
+    config_key_t only[] = {
+        {.name = "b", .value = "kb", .models = models_4o, .n_models = 1, .weight = 1.0}};
     config_provider_t p = {.name = "openai", .keys = only, .n_keys = 1};
     config_t c = {.providers = &p, .n_providers = 1};
     router_target_t t;
@@ -117,9 +116,12 @@ static void test_classify(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_resolve_ok),       cmocka_unit_test(test_resolve_errors),
-        cmocka_unit_test(test_resolve_not_allowed), cmocka_unit_test(test_pick_key_weights),
-        cmocka_unit_test(test_backoff),          cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_resolve_ok),
+        cmocka_unit_test(test_resolve_errors),
+        cmocka_unit_test(test_resolve_not_allowed),
+        cmocka_unit_test(test_pick_key_weights),
+        cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_classify),
     };
     return cmocka_run_group_tests_name("router", tests, NULL, NULL);
 }
