@@ -53,6 +53,10 @@ done
 if [ "$want_test" -eq 1 ] && ! command -v promtool >/dev/null 2>&1; then
     missing+=(prometheus)
 fi
+# clang-format (Debian's, version 14 on bookworm) checks that the C sources keep the repo's format.
+if [ "$want_test" -eq 1 ] && ! command -v clang-format >/dev/null 2>&1; then
+    missing+=(clang-format)
+fi
 if [ "$want_test" -eq 1 ] && ! command -v node >/dev/null 2>&1; then
     missing+=(nodejs npm)
 elif [ "$want_test" -eq 1 ] && ! command -v npm >/dev/null 2>&1; then

@@ -2,7 +2,8 @@
 # Every test gatehouse has, in one command (./test.sh runs this):
 #
 #   1. install what is missing (scripts/install-deps.sh --test)
-#   2. build: make (release) and make asan (AddressSanitizer + UBSan)
+#   2. build: make (release) and make asan (AddressSanitizer + UBSan); the format check
+#      (scripts/check-format.sh, counted as one test)
 #   3. unit tests: make unit, make unit-asan (cmocka; "unit: N passed, N failed")
 #   4. end-to-end tests (node --test tests/e2e/) against build/gatehouse, then against
 #      build/asan/gatehouse
@@ -56,6 +57,15 @@ make -j"$jobs" asan || {
     asan_ok=0
     note_failure "make asan"
 }
+
+# ---- 2b. format ----------------------------------------------------------------------------------
+# One check, counted like a test: every C file is what clang-format makes of it (make format).
+step "format"
+if scripts/check-format.sh; then
+    passed=$((passed + 1))
+else
+    note_failure "format: files differ from clang-format's output (run: make format)"
+fi
 
 # ---- 3. unit tests -------------------------------------------------------------------------------
 run_unit() { # target
